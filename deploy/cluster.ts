@@ -1,0 +1,164 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync, renameSync, writeFileSync, type WriteStream } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { TopologyFile, UnitSpec } from '../domain/topology.js';
+
+// Starts a cluster as real processes: one per unit, then the gateway. Used by
+// `npm start`, the tests, the benchmarks and the fault injection. Every process
+// is started from the compiled code in dist/ (npm test and npm start build first).
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+/** Repository root, whether this module runs from deploy/ (tests) or dist/deploy/ (compiled). */
+export const repoRoot = resolve(here, here.includes('/dist/') ? '../..' : '..');
+export const defaultTopologyPath = join(repoRoot, 'deploy', 'topology.json');
+
+export interface ClusterOptions {
+  /** Folder for the stores, the generated topology and the process logs. */
+  root: string;
+  /** Number of units (ids dsu-1..dsu-n), or the unit specs of the base topology when omitted. */
+  units?: number;
+  /** 0 picks a free port. */
+  gatewayPort?: number;
+  /** Fixed unit ports; 0 (default) picks free ones. */
+  fixedUnitPorts?: boolean;
+  base?: TopologyFile;
+  env?: Record<string, string>;
+  /** Where process output goes: a log file in root (default) or inherit. */
+  output?: 'file' | 'inherit';
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  port: number;
+}
+
+const startTimeoutMs = 20_000;
+
+export class Cluster {
+  readonly topology: TopologyFile;
+  readonly topologyPath: string;
+  gatewayUrl = '';
+  gateway: RunningProcess | null = null;
+  readonly units = new Map<string, RunningProcess | null>();
+  private readonly log: WriteStream | null;
+
+  constructor(private readonly options: ClusterOptions) {
+    mkdirSync(options.root, { recursive: true });
+    const base = options.base ?? (JSON.parse(readFileSync(defaultTopologyPath, 'utf8')) as TopologyFile);
+    const count = options.units ?? base.units.length;
+    const units: UnitSpec[] = [];
+    for (let i = 1; i <= count; i++) {
+      const template = base.units[i - 1];
+      const port = options.fixedUnitPorts === true && template !== undefined ? template.port : 0;
+      units.push({ id: `dsu-${i}`, url: '', port, dataDir: join(options.root, `dsu-${i}`), weight: template?.weight ?? 1 });
+    }
+    this.topology = { ...base, units, gateway: { ...base.gateway, port: options.gatewayPort ?? 0 } };
+    this.topologyPath = join(options.root, 'topology.json');
+    this.log = options.output === 'inherit' ? null : createWriteStream(join(options.root, 'cluster.log'), { flags: 'a' });
+  }
+
+  async start(): Promise<void> {
+    this.writeTopology();
+    await Promise.all(this.topology.units.map((unit) => this.startUnit(unit.id)));
+    await this.startGateway();
+  }
+
+  unitSpec(unitId: string): UnitSpec {
+    const spec = this.topology.units.find((unit) => unit.id === unitId);
+    if (spec === undefined) throw new Error(`no unit ${unitId}`);
+    return spec;
+  }
+
+  /** Starts (or restarts) a unit on its known port, or a free one the first time. */
+  async startUnit(unitId: string): Promise<void> {
+    const spec = this.unitSpec(unitId);
+    const args = ['--id', unitId, '--topology', this.topologyPath, '--port', String(spec.port), '--data-dir', spec.dataDir];
+    const running = await this.spawnNode(join(repoRoot, 'dist/units/main.js'), args, unitId);
+    spec.port = running.port;
+    spec.url = `http://127.0.0.1:${running.port}`;
+    this.units.set(unitId, running);
+    this.writeTopology();
+  }
+
+  async startGateway(): Promise<void> {
+    const port = this.gateway?.port ?? this.topology.gateway.port;
+    const running = await this.spawnNode(join(repoRoot, 'dist/gateway/main.js'), ['--topology', this.topologyPath, '--port', String(port)], 'gateway');
+    this.gateway = running;
+    this.gatewayUrl = `http://127.0.0.1:${running.port}`;
+  }
+
+  /** Sends a signal (SIGKILL for a crash) and waits for the process to exit. */
+  async killUnit(unitId: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const running = this.units.get(unitId);
+    if (running === undefined || running === null) return;
+    await stopProcess(running.child, signal);
+    this.units.set(unitId, null);
+  }
+
+  async stop(): Promise<void> {
+    const all: ChildProcess[] = [];
+    if (this.gateway !== null) all.push(this.gateway.child);
+    for (const running of this.units.values()) if (running !== null) all.push(running.child);
+    await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
+    this.gateway = null;
+    for (const unitId of this.units.keys()) this.units.set(unitId, null);
+    await new Promise<void>((resolve) => (this.log === null ? resolve() : this.log.end(resolve)));
+  }
+
+  /** Written whole and renamed into place: a starting process never reads half a file. */
+  private writeTopology(): void {
+    const temporary = `${this.topologyPath}.${process.pid}.tmp`;
+    writeFileSync(temporary, JSON.stringify(this.topology, null, 2));
+    renameSync(temporary, this.topologyPath);
+  }
+
+  private spawnNode(script: string, args: string[], name: string): Promise<RunningProcess> {
+    const child = spawn(process.execPath, [script, ...args], {
+      env: { ...process.env, ...this.options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new Promise((resolvePromise, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`${name} did not start within ${startTimeoutMs} ms`));
+      }, startTimeoutMs);
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        this.write(name, chunk.toString());
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited with ${code} before listening: ${stderr.slice(0, 500)}`));
+      });
+      const lines = createInterface({ input: child.stdout! });
+      lines.on('line', (line) => {
+        this.write(name, line + '\n');
+        if (!line.includes('"msg":"listening"')) return;
+        const port = (JSON.parse(line) as { port: number }).port;
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        resolvePromise({ child, port });
+      });
+    });
+  }
+
+  private write(name: string, text: string): void {
+    if (this.log !== null) this.log.write(`[${name}] ${text}`);
+    else process.stdout.write(`[${name}] ${text}`);
+  }
+}
+
+export function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const force = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    child.kill(signal);
+  });
+}

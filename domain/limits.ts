@@ -1,0 +1,48 @@
+// Every bound in the system lives here, named with its unit, so that the
+// relations between them can be asserted once at start-up (see assertLimits).
+
+export const limits = {
+  /** Largest channel request body the gateway accepts. */
+  requestBodyBytesMax: 16 * 1024,
+  /** Largest amount in minor units that any request may carry (10^13 = 100 billion major units). */
+  amountMinorMax: 10_000_000_000_000,
+  /** Largest credit limit an account may be opened with, in minor units. */
+  creditLimitMinorMax: 1_000_000_000_000,
+  /** Operations the gateway packs into one upstream batch to a unit. */
+  batchOpsMax: 1024,
+  /** Upstream batches in flight per unit; later requests wait and form the next batch. */
+  batchesInflightPerUnitMax: 2,
+  /** Operations a unit applies in one SQLite transaction (group commit). */
+  groupCommitSizeMax: 4096,
+  /** Requests in flight per channel at the gateway before it sheds with 429. */
+  inflightPerChannelMax: 4096,
+  /** Time the gateway waits for a unit to answer a batch before answering 91. */
+  unitRequestTimeoutMs: 3_000,
+  /** Time the gateway waits to connect to a unit. */
+  unitConnectTimeoutMs: 1_000,
+  /** After a unit failed, the gateway answers its requests with a fast 91 for this long before probing again. */
+  unitDownBackoffMs: 250,
+  /** Keep-alive connections per unit pool. */
+  unitPoolConnectionsMax: 8,
+  /** Account ids tried when a freshly drawn one already exists. */
+  accountIdAttemptsMax: 5,
+  /** Accounts opened per bulk-issuance request. */
+  issuanceBatchAccountsMax: 2_000,
+  /** Journal entries per feed page. */
+  journalPageEntriesMax: 10_000,
+  /** Supplementary cards per account (card sequence digit 1..9). */
+  supplementaryCardsMax: 9,
+} as const;
+
+export function assertLimits(): void {
+  // An upstream batch must fit into one group commit, or a batch could be split across transactions.
+  assert(limits.batchOpsMax <= limits.groupCommitSizeMax, 'batchOpsMax <= groupCommitSizeMax');
+  assert(limits.creditLimitMinorMax <= limits.amountMinorMax, 'creditLimitMinorMax <= amountMinorMax');
+  // Sums of many holds must stay exact in a double: 2^53 / amountMinorMax leaves room for ~900 maximal holds.
+  assert(limits.amountMinorMax * 900 < Number.MAX_SAFE_INTEGER, 'amountMinorMax leaves headroom for sums');
+  assert(limits.unitConnectTimeoutMs < limits.unitRequestTimeoutMs, 'connect timeout < request timeout');
+}
+
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}

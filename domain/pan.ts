@@ -1,0 +1,50 @@
+import { luhnCheckDigit, luhnValid } from './luhn.js';
+
+// Card number layout (16 digits):
+//   IIN (6) | account number (8) | card sequence (1) | Luhn check digit (1)
+// The account id is the first 14 digits (IIN + account number). Embedding it in
+// the card number lets the gateway route a card to its unit without a directory
+// lookup: the ring key is the account id, which the card number carries. Each IIN
+// holds 10^8 accounts; products with more customers get more IINs.
+// Sequence 0 is the primary card, 1..9 are supplementary cards.
+
+export const panLength = 16;
+export const accountIdLength = 14;
+const iinLength = 6;
+
+const digitsOnly = /^[0-9]+$/;
+
+export function isDigits(text: string): boolean {
+  return digitsOnly.test(text);
+}
+
+export function makePan(accountId: string, cardSequence: number): string {
+  if (accountId.length !== accountIdLength || !isDigits(accountId)) throw new Error('accountId must be 14 digits');
+  if (!Number.isInteger(cardSequence) || cardSequence < 0 || cardSequence > 9) throw new Error('card sequence 0..9');
+  const payload = accountId + String(cardSequence);
+  return payload + String(luhnCheckDigit(payload));
+}
+
+export function makeAccountId(iin: string, accountNumber: number): string {
+  if (iin.length !== iinLength || !isDigits(iin)) throw new Error('IIN must be 6 digits');
+  if (!Number.isInteger(accountNumber) || accountNumber < 0 || accountNumber >= 1e8) throw new Error('account number 0..99999999');
+  return iin + String(accountNumber).padStart(8, '0');
+}
+
+export type PanParse = { ok: true; accountId: string; cardSequence: number } | { ok: false };
+
+/** Splits a well-formed card number; a wrong length or Luhn failure is { ok: false }. */
+export function parsePan(pan: string): PanParse {
+  if (pan.length !== panLength || !isDigits(pan) || !luhnValid(pan)) return { ok: false };
+  return { ok: true, accountId: pan.slice(0, accountIdLength), cardSequence: pan.charCodeAt(accountIdLength) - 48 };
+}
+
+export function isAccountId(text: string): boolean {
+  return text.length === accountIdLength && isDigits(text);
+}
+
+/** The only form in which a card number may appear in a log: IIN and last four. */
+export function maskPan(pan: string): string {
+  if (pan.length < 10) return '*'.repeat(pan.length);
+  return pan.slice(0, 6) + '*'.repeat(pan.length - 10) + pan.slice(-4);
+}

@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import { assert } from './limits.js';
+import { isCurrency, makeFxTable, type Currency, type FxTable } from './money.js';
+import { makeProductTable, type Product, type ProductTable } from './products.js';
+
+// The topology file describes a whole cluster: the gateway, every unit (id, URL,
+// data folder, ring weight), the product parameters and the exchange rates.
+// Scaling out is a configuration change: add a unit here and restart.
+
+export interface UnitSpec {
+  id: string;
+  /** Where the gateway reaches the unit; a unit may live on another host. */
+  url: string;
+  port: number;
+  dataDir: string;
+  weight: number;
+}
+
+export interface ScoreBand {
+  /** Lowest credit-evaluation score of the band. */
+  minScore: number;
+  creditLimitMinor: number;
+}
+
+export interface TopologyFile {
+  gateway: { host: string; port: number };
+  units: UnitSpec[];
+  ring: { vnodesPerWeight: number };
+  businessDayUtcOffsetMinutes: number;
+  products: Record<string, Omit<Product, 'name'>>;
+  fx: { pivot: string; rates: Record<string, string> };
+  issuance: { defaultProduct: string; currency: string; scoreBands: ScoreBand[] };
+  demo: { accounts: number };
+}
+
+export interface Topology {
+  file: TopologyFile;
+  products: ProductTable;
+  fx: FxTable;
+}
+
+export function loadTopology(path: string): Topology {
+  const file = JSON.parse(readFileSync(path, 'utf8')) as TopologyFile;
+  return makeTopology(file);
+}
+
+export function makeTopology(file: TopologyFile): Topology {
+  assert(Array.isArray(file.units) && file.units.length > 0, 'topology has units');
+  const ids = new Set<string>();
+  for (const unit of file.units) {
+    assert(/^[a-z0-9-]{1,32}$/.test(unit.id), `unit id "${unit.id}" is lowercase letters, digits and dashes`);
+    assert(!ids.has(unit.id), `unit id "${unit.id}" is unique`);
+    ids.add(unit.id);
+    assert(Number.isInteger(unit.weight) && unit.weight > 0, `unit ${unit.id} weight is a positive integer`);
+  }
+  assert(Number.isInteger(file.ring.vnodesPerWeight) && file.ring.vnodesPerWeight > 0, 'ring.vnodesPerWeight > 0');
+  assert(isCurrency(file.fx.pivot), 'fx.pivot is a known currency');
+  const products = makeProductTable(file.products);
+  assert(products.has(file.issuance.defaultProduct), 'issuance.defaultProduct names a product');
+  assert(isCurrency(file.issuance.currency), 'issuance.currency is known');
+  const bands = file.issuance.scoreBands;
+  for (let i = 1; i < bands.length; i++) {
+    assert((bands[i - 1]?.minScore ?? 0) > (bands[i]?.minScore ?? 0), 'issuance.scoreBands sorted by minScore, descending');
+  }
+  return { file, products, fx: makeFxTable(file.fx.pivot as Currency, file.fx.rates) };
+}

@@ -1,0 +1,45 @@
+import HashRing from 'hashring';
+import { assert } from '../domain/limits.js';
+import { unitOfAuthorizationId } from '../domain/protocol.js';
+
+// Routing contract: account id -> unit id, through a ketama-compatible consistent
+// hash ring over unit ids, with virtual nodes in proportion to each unit's weight.
+// Card numbers carry their account id (domain/pan.ts) and authorization ids carry
+// their unit (domain/protocol.ts), so no request needs a directory lookup.
+// Adding a unit moves only about 1/n of the accounts; which accounts move is a
+// function of the ring alone.
+
+export interface RingMember {
+  id: string;
+  weight: number;
+}
+
+export class Router {
+  private readonly ring: HashRing;
+  private readonly unitIds: Set<string>;
+
+  constructor(members: readonly RingMember[], vnodesPerWeight: number) {
+    assert(members.length > 0, 'the ring has members');
+    assert(Number.isInteger(vnodesPerWeight) && vnodesPerWeight > 0, 'vnodesPerWeight is a positive integer');
+    const servers: Record<string, { weight: number }> = {};
+    for (const member of members) {
+      assert(Number.isInteger(member.weight) && member.weight > 0, 'weights are positive integers');
+      servers[member.id] = { weight: member.weight };
+    }
+    // The cache would thrash with millions of accounts; md5 and a binary search cost ~1 us.
+    this.ring = new HashRing(servers, 'md5', { 'vnode count': vnodesPerWeight, 'max cache size': 1 });
+    this.unitIds = new Set(members.map((member) => member.id));
+  }
+
+  unitOfAccount(accountId: string): string {
+    const unitId = this.ring.get(accountId);
+    assert(this.unitIds.has(unitId), 'the ring answers a member');
+    return unitId;
+  }
+
+  /** The unit an authorization id names, or null if it names no unit of this ring. */
+  unitOfAuthorization(authorizationId: string): string | null {
+    const unitId = unitOfAuthorizationId(authorizationId);
+    return unitId !== null && this.unitIds.has(unitId) ? unitId : null;
+  }
+}

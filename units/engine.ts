@@ -1,0 +1,308 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import {
+  billingAmount, calendarOf, decide, nextCashCounters, openToBuyMinor,
+  type AccountState, type CardState, type CardStatus, type Decision,
+} from '../domain/authorize-rules.js';
+import { cvvHash, panHash, requestFingerprint, type CardKeys } from '../domain/card-protect.js';
+import { msPerDay, type Clock } from '../domain/clock.js';
+import { ApiError } from '../domain/errors.js';
+import { assert, limits } from '../domain/limits.js';
+import type { BillingCurrency, FxTable, Money } from '../domain/money.js';
+import { makePan } from '../domain/pan.js';
+import { holdExpiryDays, type Product, type ProductTable } from '../domain/products.js';
+import {
+  authorizationIdSeparator, encodeResultLine,
+  type AddCardOp, type AuthorizeOp, type IncrementOp, type OpenAccountOp, type ResultLine,
+  type ReverseOp, type SetCardStatusOp, type UnitOp,
+} from '../domain/protocol.js';
+import { responseCodes, isApproval, type ResponseCode } from '../domain/response-codes.js';
+import { prepareStatements, type AccountRow, type CardAccountRow, type HoldRow, type Statements } from './statements.js';
+
+// Applies operations to a unit's store. Every method runs inside the caller's
+// transaction (group commit); an expected failure is a result line, never a throw.
+// A throw means a bug: the caller rolls the whole transaction back.
+
+export interface EngineOptions {
+  unitId: string;
+  db: Database.Database;
+  keys: CardKeys;
+  products: ProductTable;
+  fx: FxTable;
+  clock: Clock;
+  utcOffsetMinutes: number;
+}
+
+export class UnitEngine {
+  readonly unitId: string;
+  private readonly statements: Statements;
+  private readonly options: EngineOptions;
+
+  constructor(options: EngineOptions) {
+    assert(options.unitId.length > 0, 'unitId is set');
+    this.options = options;
+    this.unitId = options.unitId;
+    this.statements = prepareStatements(options.db);
+  }
+
+  apply(op: UnitOp): ResultLine {
+    switch (op.op) {
+      case 'authorize': return this.authorize(op);
+      case 'reverse': return this.reverse(op);
+      case 'increment': return this.increment(op);
+      case 'openAccount': return this.openAccount(op);
+      case 'addCard': return this.addCard(op);
+      case 'setCardStatus': return this.setCardStatus(op);
+    }
+  }
+
+  authorize(op: AuthorizeOp): ResultLine {
+    const { keys } = this.options;
+    const fingerprint = requestFingerprint(keys, canonicalAuthorize(op));
+    const replay = this.replay(op.idempotencyKey, fingerprint);
+    if (replay !== null) return replay;
+    const cardHash = panHash(keys, op.pan);
+    const row = this.statements.selectCardAccount.get(cardHash) as CardAccountRow | undefined;
+    if (row === undefined) {
+      return this.remember(op.idempotencyKey, fingerprint, this.authAnswer(null, responseCodes.unknownCard, 0, op.amount, null));
+    }
+    const nowMs = this.options.clock.nowMs();
+    const calendar = calendarOf(nowMs, this.options.utcOffsetMinutes);
+    const product = this.product(row.product);
+    const card = cardState(row);
+    const account = accountState(row);
+    const cvvMatches = op.cvv === null ? null : cvvHash(keys, op.pan, op.expiry, op.cvv).equals(row.cvv_hash);
+    const decision = decide(card, account, product, this.options.fx, {
+      type: op.type, channel: op.channel, amount: op.amount, mcc: op.merchant.mcc, country: op.merchant.country,
+      partialAllowed: op.partialAllowed, expiry: op.expiry, cvvMatches, month: calendar.month, day: calendar.day,
+    });
+    const authorizationId = this.unitId + authorizationIdSeparator + randomBytes(9).toString('base64url');
+    if (decision.holdMinor > 0) {
+      this.placeHold(op, authorizationId, cardHash, row, product, decision, nowMs);
+      if (op.type === 'cash') this.countCash(cardHash, card, calendar.day, decision.holdMinor - decision.feeMinor);
+    }
+    const available: Money = { value: openToBuyMinor(account) - decision.holdMinor, currency: account.currency };
+    const result = this.authAnswer(authorizationId, decision.code, decision.approvedMinor, op.amount, available);
+    const kind = !isApproval(decision.code) ? 'auth.declined' : op.type === 'refund' ? 'auth.refund' : 'auth.approved';
+    this.journal(nowMs, kind, row.account_id, authorizationId, decision.holdMinor, account.currency, {
+      code: decision.code, type: op.type, channel: op.channel, amount: op.amount, fee: decision.feeMinor,
+      merchant: op.merchant, card: row.last4, idempotencyKey: op.idempotencyKey,
+    });
+    return this.remember(op.idempotencyKey, fingerprint, result);
+  }
+
+  private placeHold(op: AuthorizeOp, authorizationId: string, cardHash: Buffer, row: CardAccountRow, product: Product, decision: Decision, nowMs: number): void {
+    const expiresAt = nowMs + holdExpiryDays(product, op.merchant.mcc) * msPerDay;
+    this.statements.insertHold.run(
+      authorizationId, row.account_id, cardHash, op.type, op.channel, op.merchant.id, op.merchant.mcc,
+      op.amount.currency, decision.approvedMinor, decision.holdMinor, decision.feeMinor, nowMs, expiresAt,
+    );
+    this.statements.addOpenHolds.run(decision.holdMinor, row.account_id);
+  }
+
+  private countCash(cardHash: Buffer, card: CardState, day: string, amountMinor: number): void {
+    const next = nextCashCounters(card, day, amountMinor);
+    this.statements.updateCashCounters.run(next.cashDay, next.cashAmountMinor, next.cashCount, cardHash);
+  }
+
+  reverse(op: ReverseOp): ResultLine {
+    const fingerprint = requestFingerprint(this.options.keys, `r|${op.authorizationId}|${moneyText(op.amount)}`);
+    const replay = this.replay(op.idempotencyKey, fingerprint);
+    if (replay !== null) return replay;
+    const hold = this.openHold(op.authorizationId, op.amount);
+    if (hold instanceof ApiError) return errorLine(hold);
+    let reversedTxn = hold.txn_amount;
+    if (op.amount !== null) {
+      if (op.amount.value > hold.txn_amount) return errorLine(new ApiError('AMOUNT_EXCEEDS_HOLD', `the open hold is ${hold.txn_amount}`, 'amount.value'));
+      reversedTxn = op.amount.value;
+    }
+    const full = reversedTxn === hold.txn_amount;
+    // A partial reversal releases the same share of the held billing amount (fee included).
+    const releaseMinor = full ? hold.hold_amount : Math.round((hold.hold_amount * reversedTxn) / hold.txn_amount);
+    const nowMs = this.options.clock.nowMs();
+    this.statements.updateHold.run(hold.txn_amount - reversedTxn, hold.hold_amount - releaseMinor, full ? 'reversed' : 'open', hold.expires_at, op.authorizationId);
+    this.statements.addOpenHolds.run(-releaseMinor, hold.account_id);
+    const account = this.account(hold.account_id);
+    this.journal(nowMs, 'hold.reversed', hold.account_id, op.authorizationId, -releaseMinor, account.currency, {
+      amount: { value: reversedTxn, currency: hold.txn_currency }, full, idempotencyKey: op.idempotencyKey,
+    });
+    return this.remember(op.idempotencyKey, fingerprint, this.followUpAnswer(op.authorizationId, responseCodes.approved, account));
+  }
+
+  increment(op: IncrementOp): ResultLine {
+    const fingerprint = requestFingerprint(this.options.keys, `i|${op.authorizationId}|${moneyText(op.amount)}`);
+    const replay = this.replay(op.idempotencyKey, fingerprint);
+    if (replay !== null) return replay;
+    const hold = this.openHold(op.authorizationId, op.amount);
+    if (hold instanceof ApiError) return errorLine(hold);
+    const account = this.account(hold.account_id);
+    const product = this.product(account.product);
+    const billing = billingAmount(op.amount, account.currency as BillingCurrency, product, this.options.fx);
+    let code: ResponseCode = responseCodes.approved;
+    if (billing === null) code = responseCodes.invalidAmount;
+    else if (billing.totalMinor > openToBuyMinor(accountState(account))) code = responseCodes.insufficientFunds;
+    const nowMs = this.options.clock.nowMs();
+    const heldMinor = code === responseCodes.approved && billing !== null ? billing.totalMinor : 0;
+    if (heldMinor > 0) {
+      const expiresAt = Math.max(hold.expires_at, nowMs + holdExpiryDays(product, hold.mcc) * msPerDay);
+      this.statements.updateHold.run(hold.txn_amount + op.amount.value, hold.hold_amount + heldMinor, 'open', expiresAt, op.authorizationId);
+      this.statements.addOpenHolds.run(heldMinor, hold.account_id);
+    }
+    const kind = heldMinor > 0 ? 'hold.incremented' : 'increment.declined';
+    this.journal(nowMs, kind, hold.account_id, op.authorizationId, heldMinor, account.currency, {
+      code, amount: op.amount, idempotencyKey: op.idempotencyKey,
+    });
+    const after = heldMinor > 0 ? this.account(hold.account_id) : account;
+    return this.remember(op.idempotencyKey, fingerprint, this.followUpAnswer(op.authorizationId, code, after));
+  }
+
+  /** Releases holds whose life ended; returns how many expired. */
+  expireHolds(nowMs: number, holdsMax: number): number {
+    const expired = this.statements.selectExpiredHolds.all(nowMs, holdsMax) as HoldRow[];
+    for (const hold of expired) {
+      this.statements.updateHold.run(hold.txn_amount, 0, 'expired', hold.expires_at, hold.authorization_id);
+      this.statements.addOpenHolds.run(-hold.hold_amount, hold.account_id);
+      const account = this.account(hold.account_id);
+      this.journal(nowMs, 'hold.expired', hold.account_id, hold.authorization_id, -hold.hold_amount, account.currency, {
+        amount: { value: hold.txn_amount, currency: hold.txn_currency },
+      });
+    }
+    return expired.length;
+  }
+
+  openAccount(op: OpenAccountOp): ResultLine {
+    const product = this.options.products.get(op.product);
+    if (product === undefined) return errorLine(new ApiError('INVALID_FIELD', `unknown product "${op.product}"`, 'product'));
+    if (this.statements.selectAccount.get(op.accountId) !== undefined) {
+      return errorLine(new ApiError('ACCOUNT_EXISTS', `account ${op.accountId} exists`, 'accountId'));
+    }
+    const nowMs = this.options.clock.nowMs();
+    this.statements.insertAccount.run(op.accountId, product.name, op.creditLimit.currency, op.creditLimit.value, nowMs);
+    this.journal(nowMs, 'account.opened', op.accountId, null, 0, op.creditLimit.currency, {
+      product: product.name, creditLimit: op.creditLimit,
+    });
+    const card = this.issueCard(op.accountId, 0, product, nowMs);
+    const body = { accountId: op.accountId, unit: this.unitId, product: product.name, creditLimit: op.creditLimit, card };
+    return { status: 201, code: '-', approved: false, body: JSON.stringify(body) };
+  }
+
+  addCard(op: AddCardOp): ResultLine {
+    const account = this.statements.selectAccount.get(op.accountId) as AccountRow | undefined;
+    if (account === undefined) return errorLine(new ApiError('ACCOUNT_NOT_FOUND', `no account ${op.accountId}`, 'accountId'));
+    if (account.cards > limits.supplementaryCardsMax) {
+      return errorLine(new ApiError('CARD_LIMIT_REACHED', `an account holds at most ${limits.supplementaryCardsMax} supplementary cards`, null));
+    }
+    const card = this.issueCard(op.accountId, account.cards, this.product(account.product), this.options.clock.nowMs());
+    return { status: 201, code: '-', approved: false, body: JSON.stringify({ accountId: op.accountId, unit: this.unitId, card }) };
+  }
+
+  private issueCard(accountId: string, sequence: number, product: Product, nowMs: number): { number: string; expiry: string; cvv: string } {
+    const pan = makePan(accountId, sequence);
+    const expiry = addMonths(calendarOf(nowMs, this.options.utcOffsetMinutes).month, product.cardValidityMonths);
+    const cvv = String(randomInt(0, 1000)).padStart(3, '0');
+    const { keys } = this.options;
+    this.statements.insertCard.run(panHash(keys, pan), accountId, sequence, pan.slice(-4), expiry, cvvHash(keys, pan, expiry, cvv), 'active');
+    this.statements.incrementCards.run(accountId);
+    this.journal(nowMs, 'card.issued', accountId, null, 0, '', { sequence, last4: pan.slice(-4), expiry });
+    return { number: pan, expiry, cvv };
+  }
+
+  setCardStatus(op: SetCardStatusOp): ResultLine {
+    const cardHash = panHash(this.options.keys, op.pan);
+    const row = this.statements.selectCardAccount.get(cardHash) as CardAccountRow | undefined;
+    if (row === undefined) return errorLine(new ApiError('CARD_NOT_FOUND', 'no card with this number', 'card.number'));
+    this.statements.updateCardStatus.run(op.status, cardHash);
+    this.journal(this.options.clock.nowMs(), 'card.status', row.account_id, null, 0, '', { last4: row.last4, from: row.status, to: op.status });
+    return { status: 200, code: '-', approved: false, body: JSON.stringify({ accountId: row.account_id, last4: row.last4, status: op.status }) };
+  }
+
+  private openHold(authorizationId: string, amount: Money | null): HoldRow | ApiError {
+    const hold = this.statements.selectHold.get(authorizationId) as HoldRow | undefined;
+    if (hold === undefined) return new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${authorizationId}`, 'authorizationId');
+    if (hold.status !== 'open') return new ApiError('AUTHORIZATION_CLOSED', `authorization is ${hold.status}`, 'authorizationId');
+    if (amount !== null && amount.currency !== hold.txn_currency) {
+      return new ApiError('CURRENCY_MISMATCH', `the authorization is in ${hold.txn_currency}`, 'amount.currency');
+    }
+    return hold;
+  }
+
+  private replay(key: string | null, fingerprint: Buffer): ResultLine | null {
+    if (key === null) return null;
+    const row = this.statements.selectIdempotency.get(key) as { fingerprint: Buffer; answer: string } | undefined;
+    if (row === undefined) return null;
+    if (row.fingerprint.equals(fingerprint)) return decodeStored(row.answer);
+    return this.authAnswer(null, responseCodes.duplicateTransmission, 0, null, null);
+  }
+
+  private remember(key: string | null, fingerprint: Buffer, result: ResultLine): ResultLine {
+    if (key !== null) this.statements.insertIdempotency.run(key, fingerprint, encodeResultLine(result));
+    return result;
+  }
+
+  private authAnswer(authorizationId: string | null, code: ResponseCode, approvedMinor: number, amount: Money | null, available: Money | null): ResultLine {
+    const approved = isApproval(code);
+    const body = {
+      authorizationId, approved, responseCode: code,
+      approvedAmount: amount === null ? null : { value: approvedMinor, currency: amount.currency },
+      availableCredit: available, unit: this.unitId,
+    };
+    return { status: 200, code, approved, body: JSON.stringify(body) };
+  }
+
+  private followUpAnswer(authorizationId: string, code: ResponseCode, account: AccountRow): ResultLine {
+    const available = { value: openToBuyMinor(accountState(account)), currency: account.currency };
+    const body = { authorizationId, approved: isApproval(code), responseCode: code, availableCredit: available, unit: this.unitId };
+    return { status: 200, code, approved: isApproval(code), body: JSON.stringify(body) };
+  }
+
+  private journal(at: number, kind: string, accountId: string, authorizationId: string | null, amountMinor: number, currency: string, detail: object): void {
+    this.statements.insertJournal.run(at, kind, accountId, authorizationId, amountMinor, currency, JSON.stringify(detail));
+  }
+
+  private account(accountId: string): AccountRow {
+    const account = this.statements.selectAccount.get(accountId) as AccountRow | undefined;
+    assert(account !== undefined, 'a hold belongs to an existing account');
+    return account;
+  }
+
+  private product(name: string): Product {
+    const product = this.options.products.get(name);
+    assert(product !== undefined, `product ${name} of a stored account is configured`);
+    return product;
+  }
+}
+
+function cardState(row: CardAccountRow): CardState {
+  return { status: row.status as CardStatus, expiry: row.expiry, cashDay: row.cash_day, cashAmountMinor: row.cash_amount, cashCount: row.cash_count };
+}
+
+function accountState(row: Pick<AccountRow, 'currency' | 'credit_limit' | 'posted_balance' | 'open_holds'>): AccountState {
+  return { currency: row.currency as BillingCurrency, creditLimitMinor: row.credit_limit, postedBalanceMinor: row.posted_balance, openHoldsMinor: row.open_holds };
+}
+
+function canonicalAuthorize(op: AuthorizeOp): string {
+  const m = op.merchant;
+  return `a|${op.pan}|${op.expiry}|${op.cvv ?? ''}|${moneyText(op.amount)}|${op.type}|${op.channel}|${m.id}|${m.mcc}|${m.country}|${op.partialAllowed ? 1 : 0}`;
+}
+
+function moneyText(amount: Money | null): string {
+  return amount === null ? '-' : `${amount.value} ${amount.currency}`;
+}
+
+function errorLine(error: ApiError): ResultLine {
+  return { status: error.status, code: '-', approved: false, body: JSON.stringify(error.body()) };
+}
+
+function decodeStored(line: string): ResultLine {
+  const tab = line.indexOf('\t');
+  const head = line.slice(0, tab).split(' ');
+  return { status: Number(head[0]), code: head[1] ?? '-', approved: head[2] === '1', body: line.slice(tab + 1) };
+}
+
+export function addMonths(month: string, count: number): string {
+  const year = Number(month.slice(0, 4));
+  const index = Number(month.slice(5, 7)) - 1 + count;
+  const y = year + Math.floor(index / 12);
+  const m = (index % 12) + 1;
+  return `${y}-${String(m).padStart(2, '0')}`;
+}

@@ -1,0 +1,116 @@
+import type Database from 'better-sqlite3';
+import { assert, limits } from '../domain/limits.js';
+import { encodeResultLine, type UnitOp } from '../domain/protocol.js';
+import { responseCodes } from '../domain/response-codes.js';
+import type { Logger } from '../domain/log.js';
+import type { UnitEngine } from './engine.js';
+
+// Group commit: the operations that arrive during one event-loop turn (several
+// upstream batches, account openings, the expiry sweep) are applied in one SQLite
+// transaction and made durable by one fsync. Answers are released only after the
+// commit returns, so an answered approval is always on disk. A crash before the
+// commit loses only unanswered work, which the channel retries with its
+// idempotency key.
+
+export interface CommitJob {
+  ops: UnitOp[];
+  done: (lines: string[]) => void;
+}
+
+export interface CommitStats {
+  onCommit(opsCount: number, seconds: number): void;
+  onOp(op: UnitOp, code: string): void;
+}
+
+export class GroupCommitter {
+  private queue: CommitJob[] = [];
+  private queuedOps = 0;
+  private scheduled = false;
+  private readonly runTransaction: (jobs: CommitJob[]) => string[][];
+
+  constructor(
+    db: Database.Database,
+    private readonly engine: UnitEngine,
+    private readonly stats: CommitStats,
+    private readonly log: Logger,
+    private readonly sweep: () => void,
+  ) {
+    const apply = (jobs: CommitJob[]): string[][] => {
+      this.sweep();
+      return jobs.map((job) => job.ops.map((op) => {
+        const line = this.engine.apply(op);
+        this.stats.onOp(op, line.code);
+        return encodeResultLine(line);
+      }));
+    };
+    // IMMEDIATE takes the write lock up front: with a second instance on the store
+    // (gray release) a deferred transaction could deadlock on lock upgrade.
+    const transaction = db.transaction(apply);
+    this.runTransaction = (jobs) => transaction.immediate(jobs);
+  }
+
+  get pendingOps(): number {
+    return this.queuedOps;
+  }
+
+  submit(job: CommitJob): void {
+    assert(job.ops.length > 0, 'a commit job has operations');
+    assert(job.ops.length <= limits.groupCommitSizeMax, 'a commit job fits one group commit');
+    this.queue.push(job);
+    this.queuedOps += job.ops.length;
+    this.schedule();
+  }
+
+  /** Calls done after the next commit (which also runs the sweep). */
+  barrier(done: () => void): void {
+    this.queue.push({ ops: [], done: () => done() });
+    this.schedule();
+  }
+
+  /** Runs an empty commit so that the sweep runs even without traffic. */
+  tick(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const jobs: CommitJob[] = [];
+    let opsCount = 0;
+    while (this.queue.length > 0) {
+      const next = this.queue[0] as CommitJob;
+      if (jobs.length > 0 && opsCount + next.ops.length > limits.groupCommitSizeMax) break;
+      jobs.push(next);
+      this.queue.shift();
+      opsCount += next.ops.length;
+    }
+    this.queuedOps -= opsCount;
+    const started = process.hrtime.bigint();
+    let answers: string[][];
+    try {
+      answers = this.runTransaction(jobs);
+    } catch (error) {
+      // A throw inside the transaction is a bug or a storage failure; the transaction
+      // rolled back, so nothing was written and every operation gets a system error.
+      this.log.error('group commit failed, rolled back', { error: String(error), ops: opsCount });
+      answers = jobs.map((job) => job.ops.map(failedLine));
+    }
+    this.stats.onCommit(opsCount, Number(process.hrtime.bigint() - started) / 1e9);
+    for (let i = 0; i < jobs.length; i++) (jobs[i] as CommitJob).done(answers[i] as string[]);
+    if (this.queue.length > 0) this.schedule();
+  }
+}
+
+function failedLine(op: UnitOp): string {
+  if (op.op === 'authorize' || op.op === 'increment' || op.op === 'reverse') {
+    const body = { authorizationId: null, approved: false, responseCode: responseCodes.systemError, approvedAmount: null, availableCredit: null, unit: null };
+    return encodeResultLine({ status: 200, code: responseCodes.systemError, approved: false, body: JSON.stringify(body) });
+  }
+  const body = { error: { code: 'INTERNAL', message: 'the unit failed to commit; nothing was written', field: null } };
+  return encodeResultLine({ status: 500, code: '-', approved: false, body: JSON.stringify(body) });
+}

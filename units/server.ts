@@ -1,0 +1,178 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { openToBuyMinor } from '../domain/authorize-rules.js';
+import type { CardKeys } from '../domain/card-protect.js';
+import { OffsetClock } from '../domain/clock.js';
+import { ApiError } from '../domain/errors.js';
+import { readBody, sendError, sendJson } from '../domain/http-util.js';
+import { assert, limits } from '../domain/limits.js';
+import type { Logger } from '../domain/log.js';
+import type { Topology } from '../domain/topology.js';
+import { UnitEngine } from './engine.js';
+import { GroupCommitter } from './group-commit.js';
+import { UnitMetrics } from './metrics.js';
+import { decodeOps } from './op-decode.js';
+import { openUnitDatabases, type UnitDatabases } from './store.js';
+
+// A DSU unit: an HTTP server over its own store. Writes go through the group
+// committer; balance inquiries and the journal feed read on a separate read-only
+// connection and never wait for a commit.
+
+export interface UnitServerOptions {
+  unitId: string;
+  host: string;
+  port: number;
+  dataDir: string;
+  topology: Topology;
+  keys: CardKeys;
+  log: Logger;
+}
+
+const batchBodyBytesMax = 8 * 1024 * 1024;
+const sweepIntervalMs = 1_000;
+const sweepHoldsMax = 1_000;
+
+export class UnitServer {
+  readonly metrics: UnitMetrics;
+  readonly clock: OffsetClock;
+  private readonly databases: UnitDatabases;
+  private readonly engine: UnitEngine;
+  private readonly committer: GroupCommitter;
+  private readonly server: Server;
+  private readonly sweepTimer: NodeJS.Timeout;
+  private lastSweepMs = 0;
+  private readonly readAccount;
+  private readonly readJournal;
+  private readonly readLastSeq;
+
+  constructor(private readonly options: UnitServerOptions) {
+    this.metrics = new UnitMetrics(options.unitId);
+    this.databases = openUnitDatabases({ dataDir: options.dataDir, cacheKiB: 64 * 1024 });
+    const { writer, reader } = this.databases;
+    const offset = writer.prepare("SELECT value FROM meta WHERE key = 'clockOffsetMs'").get() as { value: string } | undefined;
+    this.clock = new OffsetClock(offset === undefined ? 0 : Number(offset.value));
+    this.engine = new UnitEngine({
+      unitId: options.unitId, db: writer, keys: options.keys, products: options.topology.products,
+      fx: options.topology.fx, clock: this.clock, utcOffsetMinutes: options.topology.file.businessDayUtcOffsetMinutes,
+    });
+    this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue());
+    this.readAccount = reader.prepare('SELECT account_id, currency, credit_limit, posted_balance, open_holds FROM accounts WHERE account_id = ?');
+    this.readJournal = reader.prepare('SELECT seq, at, kind, account_id, authorization_id, amount, currency, detail FROM journal WHERE seq > ? ORDER BY seq LIMIT ?');
+    this.readLastSeq = reader.prepare('SELECT coalesce(max(seq), 0) AS seq FROM journal').pluck();
+    this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
+    this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(this.options.port, this.options.host, resolve));
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    this.server.closeIdleConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Wait for the commits of requests already accepted, then close the files.
+    while (this.committer.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
+    this.databases.reader.close();
+    this.databases.writer.close();
+  }
+
+  private sweepIfDue(): void {
+    const nowMs = this.clock.nowMs();
+    if (nowMs - this.lastSweepMs < sweepIntervalMs) return;
+    this.lastSweepMs = nowMs;
+    const expired = this.engine.expireHolds(nowMs, sweepHoldsMax);
+    if (expired > 0) this.options.log.info('holds expired', { unit: this.options.unitId, expired });
+  }
+
+  private route(request: IncomingMessage, response: ServerResponse): void {
+    const url = request.url ?? '/';
+    if (request.method === 'POST' && url === '/v1/batch') {
+      void this.batch(request, response);
+    } else if (request.method === 'GET' && url.startsWith('/v1/accounts/')) {
+      this.account(decodeURIComponent(url.slice('/v1/accounts/'.length)), response);
+    } else if (request.method === 'GET' && url.startsWith('/v1/journal')) {
+      this.journal(new URL(url, 'http://unit').searchParams, response);
+    } else if (request.method === 'GET' && url === '/healthz') {
+      sendJson(response, 200, { status: 'ok', unit: this.options.unitId, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
+    } else if (request.method === 'GET' && url === '/metrics') {
+      void this.sendMetrics(response);
+    } else if (request.method === 'POST' && url === '/admin/clock') {
+      void this.setClock(request, response);
+    } else {
+      sendError(response, new ApiError('NOT_FOUND', `no route ${request.method} ${url}`, null));
+    }
+  }
+
+  private async batch(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const read = await readBody(request, batchBodyBytesMax);
+    if (!read.ok) return sendError(response, read.error);
+    const decoded = decodeOps(read.body.toString('utf8'));
+    if (decoded instanceof ApiError) return sendError(response, decoded);
+    this.committer.submit({
+      ops: decoded,
+      done: (lines) => {
+        const text = lines.join('\n');
+        response.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(text) });
+        response.end(text);
+      },
+    });
+  }
+
+  private account(accountId: string, response: ServerResponse): void {
+    const row = this.readAccount.get(accountId) as { account_id: string; currency: 'CNY'; credit_limit: number; posted_balance: number; open_holds: number } | undefined;
+    if (row === undefined) return sendError(response, new ApiError('ACCOUNT_NOT_FOUND', `no account ${accountId}`, 'accountId'));
+    const money = (value: number) => ({ value, currency: row.currency });
+    const available = openToBuyMinor({ currency: row.currency, creditLimitMinor: row.credit_limit, postedBalanceMinor: row.posted_balance, openHoldsMinor: row.open_holds });
+    sendJson(response, 200, {
+      accountId: row.account_id, unit: this.options.unitId, creditLimit: money(row.credit_limit),
+      availableCredit: money(available), openHolds: money(row.open_holds), postedBalance: money(row.posted_balance),
+    });
+  }
+
+  private journal(params: URLSearchParams, response: ServerResponse): void {
+    const after = Number(params.get('after') ?? '0');
+    const limit = Number(params.get('limit') ?? String(limits.journalPageEntriesMax));
+    if (!Number.isSafeInteger(after) || after < 0) return sendError(response, new ApiError('INVALID_FIELD', 'after is a non-negative integer', 'after'));
+    if (!Number.isInteger(limit) || limit < 1 || limit > limits.journalPageEntriesMax) {
+      return sendError(response, new ApiError('INVALID_FIELD', `limit is 1..${limits.journalPageEntriesMax}`, 'limit'));
+    }
+    const rows = this.readJournal.all(after, limit) as Array<Record<string, unknown> & { detail: string }>;
+    const entries = rows.map((row) => ({
+      seq: row['seq'], at: row['at'], kind: row['kind'], accountId: row['account_id'], authorizationId: row['authorization_id'],
+      amount: row['amount'], currency: row['currency'], detail: JSON.parse(row.detail) as unknown,
+    }));
+    sendJson(response, 200, { unit: this.options.unitId, entries, lastSeq: this.readLastSeq.get() });
+  }
+
+  private async sendMetrics(response: ServerResponse): Promise<void> {
+    const text = await this.metrics.registry.metrics();
+    response.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+    response.end(text);
+  }
+
+  private async setClock(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const read = await readBody(request, 1024);
+    if (!read.ok) return sendError(response, read.error);
+    let advanceMs: unknown;
+    try {
+      advanceMs = (JSON.parse(read.body.toString('utf8')) as { advanceMs?: unknown }).advanceMs;
+    } catch {
+      return sendError(response, new ApiError('INVALID_JSON', 'the body is not valid JSON', null));
+    }
+    if (typeof advanceMs !== 'number' || !Number.isSafeInteger(advanceMs) || advanceMs < 0) {
+      return sendError(response, new ApiError('INVALID_FIELD', 'advanceMs is a non-negative integer (the clock only moves forward)', 'advanceMs'));
+    }
+    this.clock.offsetMs += advanceMs;
+    this.databases.writer.prepare("INSERT INTO meta (key, value) VALUES ('clockOffsetMs', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(this.clock.offsetMs));
+    this.lastSweepMs = 0;
+    assert(this.clock.offsetMs >= 0, 'clock offset never negative');
+    // Answer after the sweep has committed, so the caller sees the expired holds released.
+    this.committer.barrier(() => {
+      sendJson(response, 200, { unit: this.options.unitId, nowMs: this.clock.nowMs(), offsetMs: this.clock.offsetMs });
+    });
+  }
+}
+

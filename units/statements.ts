@@ -1,0 +1,70 @@
+import type Database from 'better-sqlite3';
+
+// Statements are prepared once at start-up; the authorization path only binds and runs.
+
+export interface CardAccountRow {
+  account_id: string;
+  last4: string;
+  expiry: string;
+  cvv_hash: Buffer;
+  status: string;
+  cash_day: string;
+  cash_amount: number;
+  cash_count: number;
+  product: string;
+  currency: string;
+  credit_limit: number;
+  posted_balance: number;
+  open_holds: number;
+}
+
+export interface AccountRow {
+  account_id: string;
+  product: string;
+  currency: string;
+  credit_limit: number;
+  posted_balance: number;
+  open_holds: number;
+  cards: number;
+}
+
+export interface HoldRow {
+  authorization_id: string;
+  account_id: string;
+  mcc: string;
+  txn_currency: string;
+  txn_amount: number;
+  hold_amount: number;
+  status: string;
+  expires_at: number;
+}
+
+export function prepareStatements(db: Database.Database) {
+  return {
+    selectCardAccount: db.prepare(`
+      SELECT c.account_id, c.last4, c.expiry, c.cvv_hash, c.status, c.cash_day, c.cash_amount, c.cash_count,
+             a.product, a.currency, a.credit_limit, a.posted_balance, a.open_holds
+      FROM cards c JOIN accounts a ON a.account_id = c.account_id WHERE c.pan_hash = ?`),
+    selectAccount: db.prepare('SELECT account_id, product, currency, credit_limit, posted_balance, open_holds, cards FROM accounts WHERE account_id = ?'),
+    insertAccount: db.prepare('INSERT INTO accounts (account_id, product, currency, credit_limit, opened_at) VALUES (?, ?, ?, ?, ?)'),
+    incrementCards: db.prepare('UPDATE accounts SET cards = cards + 1 WHERE account_id = ?'),
+    addOpenHolds: db.prepare('UPDATE accounts SET open_holds = open_holds + ? WHERE account_id = ?'),
+    insertCard: db.prepare('INSERT INTO cards (pan_hash, account_id, sequence, last4, expiry, cvv_hash, status) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    updateCardStatus: db.prepare('UPDATE cards SET status = ? WHERE pan_hash = ?'),
+    updateCashCounters: db.prepare('UPDATE cards SET cash_day = ?, cash_amount = ?, cash_count = ? WHERE pan_hash = ?'),
+    insertHold: db.prepare(`
+      INSERT INTO holds (authorization_id, account_id, pan_hash, type, channel, merchant_id, mcc, txn_currency,
+                         txn_amount, hold_amount, fee_amount, status, created_at, expires_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`),
+    selectHold: db.prepare('SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at FROM holds WHERE authorization_id = ?'),
+    updateHold: db.prepare('UPDATE holds SET txn_amount = ?, hold_amount = ?, status = ?, expires_at = ? WHERE authorization_id = ?'),
+    selectExpiredHolds: db.prepare(`
+      SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at
+      FROM holds WHERE status = 'open' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
+    selectIdempotency: db.prepare('SELECT fingerprint, answer FROM idempotency WHERE key = ?'),
+    insertIdempotency: db.prepare('INSERT INTO idempotency (key, fingerprint, answer) VALUES (?, ?, ?)'),
+    insertJournal: db.prepare('INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;

@@ -1,0 +1,110 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+// A unit's own store: one SQLite file in WAL mode with synchronous=FULL, so a
+// committed transaction is on disk before the unit answers. Two connections: the
+// writer (group commit) and a read-only reader for balance inquiries and the
+// journal feed; in WAL mode readers never block the writer nor wait for it.
+// The schema is shared by every code version that runs over the store (stable
+// and gray instances), so changes to it must stay backward compatible.
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS accounts (
+  account_id TEXT PRIMARY KEY,
+  product TEXT NOT NULL,
+  currency TEXT NOT NULL,
+  credit_limit INTEGER NOT NULL CHECK (credit_limit >= 0),
+  posted_balance INTEGER NOT NULL DEFAULT 0,
+  open_holds INTEGER NOT NULL DEFAULT 0 CHECK (open_holds >= 0),
+  cards INTEGER NOT NULL DEFAULT 0,
+  opened_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS cards (
+  pan_hash BLOB PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(account_id),
+  sequence INTEGER NOT NULL,
+  last4 TEXT NOT NULL,
+  expiry TEXT NOT NULL,
+  cvv_hash BLOB NOT NULL,
+  status TEXT NOT NULL,
+  cash_day TEXT NOT NULL DEFAULT '',
+  cash_amount INTEGER NOT NULL DEFAULT 0,
+  cash_count INTEGER NOT NULL DEFAULT 0
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS holds (
+  authorization_id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL,
+  pan_hash BLOB NOT NULL,
+  type TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  merchant_id TEXT NOT NULL,
+  mcc TEXT NOT NULL,
+  txn_currency TEXT NOT NULL,
+  txn_amount INTEGER NOT NULL CHECK (txn_amount >= 0),
+  hold_amount INTEGER NOT NULL CHECK (hold_amount >= 0),
+  fee_amount INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS holds_open_by_expiry ON holds (expires_at) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS holds_by_account ON holds (account_id);
+
+CREATE TABLE IF NOT EXISTS idempotency (
+  key TEXT PRIMARY KEY,
+  fingerprint BLOB NOT NULL,
+  answer TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Append-only: every state change, numbered. Batch accounting and replication
+-- consume it through the unit's feed, never by opening this file.
+CREATE TABLE IF NOT EXISTS journal (
+  seq INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  account_id TEXT NOT NULL,
+  authorization_id TEXT,
+  amount INTEGER NOT NULL,
+  currency TEXT NOT NULL,
+  detail TEXT NOT NULL
+) STRICT;
+`;
+
+export interface StoreOptions {
+  dataDir: string;
+  /** SQLite page cache per connection, in KiB. */
+  cacheKiB: number;
+}
+
+export interface UnitDatabases {
+  writer: Database.Database;
+  reader: Database.Database;
+  path: string;
+}
+
+export function openUnitDatabases(options: StoreOptions): UnitDatabases {
+  mkdirSync(options.dataDir, { recursive: true });
+  const path = join(options.dataDir, 'unit.db');
+  const writer = new Database(path);
+  writer.pragma('journal_mode = WAL');
+  // FULL: the WAL is fsynced at every commit, so an answered approval survives kill -9 and power loss.
+  writer.pragma('synchronous = FULL');
+  // A stable and a gray instance may share the store; wait for the other's commit instead of failing.
+  writer.pragma('busy_timeout = 5000');
+  writer.pragma(`cache_size = -${options.cacheKiB}`);
+  writer.pragma('foreign_keys = OFF');
+  writer.exec(schema);
+  const reader = new Database(path, { readonly: true });
+  reader.pragma('busy_timeout = 5000');
+  reader.pragma(`cache_size = -${options.cacheKiB}`);
+  return { writer, reader, path };
+}
