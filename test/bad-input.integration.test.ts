@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import type { Cluster } from '../deploy/cluster.js';
+import { call, freshKey, openAccount, purchase, startCluster, type TestCard } from './helpers.js';
+
+// Malformed input of every kind gets a 4xx with a code, a message and the field,
+// and writes nothing: every unit's journal ends where it ended before.
+
+let cluster: Cluster;
+let base: string;
+let close: () => Promise<void>;
+let card: TestCard;
+let authorizationId: string;
+
+beforeAll(async () => {
+  const started = await startCluster(2);
+  cluster = started.cluster;
+  close = started.close;
+  base = cluster.gatewayUrl;
+  const account = await openAccount(base, 100_000);
+  card = account.card;
+  const auth = await call(base, 'POST', '/v1/authorizations', purchase(card, 1_000), { 'idempotency-key': freshKey() });
+  authorizationId = auth.body.authorizationId;
+});
+
+afterAll(async () => {
+  await close();
+});
+
+async function journalEnds(): Promise<number[]> {
+  return Promise.all(cluster.topology.units.map(async (unit) => (await call(unit.url, 'GET', '/healthz')).body.journalSeq as number));
+}
+
+const valid = (): Record<string, any> => purchase(card, 1_000);
+const without = (field: string) => (body: Record<string, any>) => {
+  delete body[field];
+  return body;
+};
+
+type Case = [name: string, body: (valid: Record<string, any>) => unknown, status: number, code: string, field: string | null];
+
+const authorizationCases: Case[] = [
+  ['bad JSON', () => '{"card": ', 400, 'INVALID_JSON', null],
+  ['a JSON array', () => '[1,2]', 400, 'INVALID_FIELD', null],
+  ['missing card', without('card'), 400, 'MISSING_FIELD', 'card'],
+  ['missing amount', without('amount'), 400, 'MISSING_FIELD', 'amount'],
+  ['missing type', without('type'), 400, 'MISSING_FIELD', 'type'],
+  ['missing channel', without('channel'), 400, 'MISSING_FIELD', 'channel'],
+  ['missing merchant', without('merchant'), 400, 'MISSING_FIELD', 'merchant'],
+  ['unknown field', (b) => ({ ...b, tip: 5 }), 400, 'UNKNOWN_FIELD', 'tip'],
+  ['unknown nested field', (b) => ({ ...b, card: { ...b.card, pin: '1234' } }), 400, 'UNKNOWN_FIELD', 'card.pin'],
+  ['zero amount', (b) => ({ ...b, amount: { value: 0, currency: 'CNY' } }), 400, 'INVALID_AMOUNT', 'amount.value'],
+  ['negative amount', (b) => ({ ...b, amount: { value: -5, currency: 'CNY' } }), 400, 'INVALID_AMOUNT', 'amount.value'],
+  ['fractional amount', (b) => ({ ...b, amount: { value: 10.5, currency: 'CNY' } }), 400, 'INVALID_AMOUNT', 'amount.value'],
+  ['absurd amount', (b) => ({ ...b, amount: { value: 1e20, currency: 'CNY' } }), 400, 'INVALID_AMOUNT', 'amount.value'],
+  ['amount as string', (b) => ({ ...b, amount: { value: '100', currency: 'CNY' } }), 400, 'INVALID_AMOUNT', 'amount.value'],
+  ['unknown currency', (b) => ({ ...b, amount: { value: 100, currency: 'XYZ' } }), 400, 'INVALID_FIELD', 'amount.currency'],
+  ['card number as number', (b) => ({ ...b, card: { ...b.card, number: 6225880000000000 } }), 400, 'INVALID_FIELD', 'card.number'],
+  ['card number with letters', (b) => ({ ...b, card: { ...b.card, number: '6225-8800-0000' } }), 400, 'INVALID_FIELD', 'card.number'],
+  ['bad expiry', (b) => ({ ...b, card: { ...b.card, expiry: '11/29' } }), 400, 'INVALID_FIELD', 'card.expiry'],
+  ['bad cvv', (b) => ({ ...b, card: { ...b.card, cvv: '12' } }), 400, 'INVALID_FIELD', 'card.cvv'],
+  ['bad type', (b) => ({ ...b, type: 'loan' }), 400, 'INVALID_FIELD', 'type'],
+  ['bad channel', (b) => ({ ...b, channel: 'fax' }), 400, 'INVALID_FIELD', 'channel'],
+  ['bad mcc', (b) => ({ ...b, merchant: { ...b.merchant, mcc: '54' } }), 400, 'INVALID_FIELD', 'merchant.mcc'],
+  ['bad country', (b) => ({ ...b, merchant: { ...b.merchant, country: 'china' } }), 400, 'INVALID_FIELD', 'merchant.country'],
+  ['partialAllowed as string', (b) => ({ ...b, partialAllowed: 'yes' }), 400, 'INVALID_FIELD', 'partialAllowed'],
+  ['body over the size limit', (b) => ({ ...b, merchant: { ...b.merchant, id: 'x'.repeat(20_000) } }), 413, 'BODY_TOO_LARGE', null],
+];
+
+describe('malformed input gets a 4xx and changes nothing', () => {
+  it.each(authorizationCases)('authorization with %s', async (_name, make, status, code, field) => {
+    const before = await journalEnds();
+    const answer = await call(base, 'POST', '/v1/authorizations', make(valid()) as object, { 'idempotency-key': freshKey() });
+    expect(answer.status).toBe(status);
+    expect(answer.body.error).toMatchObject({ code, field });
+    expect(typeof answer.body.error.message).toBe('string');
+    expect(await journalEnds()).toEqual(before);
+  });
+
+  it('a missing or malformed Idempotency-Key', async () => {
+    const before = await journalEnds();
+    const missing = await call(base, 'POST', '/v1/authorizations', valid());
+    expect(missing.status).toBe(400);
+    expect(missing.body.error).toMatchObject({ code: 'MISSING_FIELD', field: 'Idempotency-Key' });
+    const long = await call(base, 'POST', '/v1/authorizations', valid(), { 'idempotency-key': 'k'.repeat(200) });
+    expect(long.body.error).toMatchObject({ code: 'INVALID_FIELD', field: 'Idempotency-Key' });
+    expect(await journalEnds()).toEqual(before);
+  });
+
+  it('a body that is not JSON by content type', async () => {
+    const response = await request(`${base}/v1/authorizations`, { method: 'POST', headers: { 'content-type': 'text/plain', 'idempotency-key': freshKey() }, body: 'hello' });
+    expect(response.statusCode).toBe(415);
+    expect(((await response.body.json()) as any).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  const followUpCases: Array<[string, string, unknown, number, string, string | null]> = [
+    ['increment without amount', 'increments', {}, 400, 'MISSING_FIELD', 'amount'],
+    ['increment of zero', 'increments', { amount: { value: 0, currency: 'CNY' } }, 400, 'INVALID_AMOUNT', 'amount.value'],
+    ['reversal in another currency', 'reversals', { amount: { value: 10, currency: 'USD' } }, 400, 'CURRENCY_MISMATCH', 'amount.currency'],
+    ['reversal over the hold', 'reversals', { amount: { value: 1_001, currency: 'CNY' } }, 409, 'AMOUNT_EXCEEDS_HOLD', 'amount.value'],
+    ['reversal with an unknown field', 'reversals', { reason: 'x' }, 400, 'UNKNOWN_FIELD', 'reason'],
+  ];
+
+  it.each(followUpCases)('%s', async (_name, kind, body, status, code, field) => {
+    const before = await journalEnds();
+    const answer = await call(base, 'POST', `/v1/authorizations/${authorizationId}/${kind}`, body);
+    expect(answer.status).toBe(status);
+    expect(answer.body.error).toMatchObject({ code, field });
+    expect(await journalEnds()).toEqual(before);
+  });
+
+  it('follow-ups and inquiries on things that do not exist', async () => {
+    const before = await journalEnds();
+    expect((await call(base, 'POST', '/v1/authorizations/nope~123/reversals', {})).body.error.code).toBe('AUTHORIZATION_NOT_FOUND');
+    expect((await call(base, 'POST', `/v1/authorizations/${cluster.topology.units[0]!.id}~missing/reversals`, {})).body.error.code).toBe('AUTHORIZATION_NOT_FOUND');
+    expect((await call(base, 'GET', '/v1/accounts/12345')).status).toBe(404);
+    expect((await call(base, 'GET', '/v1/accounts/62258899999999')).status).toBe(404);
+    expect((await call(base, 'POST', '/v1/accounts/62258899999999/cards', {})).body.error.code).toBe('ACCOUNT_NOT_FOUND');
+    expect((await call(base, 'GET', '/v1/nothing')).status).toBe(404);
+    expect(await journalEnds()).toEqual(before);
+  });
+
+  it('account opening with bad limits or products', async () => {
+    const before = await journalEnds();
+    const cases: Array<[unknown, string, string]> = [
+      [{}, 'MISSING_FIELD', 'creditLimit'],
+      [{ creditLimit: { value: -1, currency: 'CNY' } }, 'INVALID_AMOUNT', 'creditLimit.value'],
+      [{ creditLimit: { value: 1_000, currency: 'USD' } }, 'INVALID_FIELD', 'creditLimit.currency'],
+      [{ creditLimit: { value: 1_000, currency: 'CNY' }, product: 'gold' }, 'INVALID_FIELD', 'product'],
+    ];
+    for (const [body, code, field] of cases) {
+      const answer = await call(base, 'POST', '/v1/accounts', body);
+      expect(answer.status).toBe(400);
+      expect(answer.body.error).toMatchObject({ code, field });
+    }
+    const batch = await call(base, 'POST', '/v1/accounts/batch', { accounts: [{ creditLimit: { value: 1_000, currency: 'CNY' } }, { creditLimit: { value: 0, currency: 'CNY' } }] });
+    expect(batch.status).toBe(400);
+    expect(batch.body.error).toMatchObject({ code: 'INVALID_AMOUNT', field: 'accounts[1].creditLimit.value' });
+    expect(await journalEnds()).toEqual(before);
+  });
+});

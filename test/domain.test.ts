@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import { luhnCheckDigit, luhnValid } from '../domain/luhn.js';
+import { makeAccountId, makePan, maskPan, parsePan } from '../domain/pan.js';
+import { convertMinor, feeMinor, makeFxTable, parseDecimalRate } from '../domain/money.js';
+import { maskCardNumbers } from '../domain/log.js';
+import { Router } from '../gateway/router.js';
+import { creditLimitForScore, parseApplicants } from '../deploy/bulk-issuance.js';
+
+describe('card numbers', () => {
+  it('computes Luhn check digits (known test numbers)', () => {
+    expect(luhnValid('4111111111111111')).toBe(true);
+    expect(luhnValid('4111111111111112')).toBe(false);
+    expect(luhnCheckDigit('7992739871')).toBe(3);
+  });
+
+  it('embeds the account id and the card sequence, and is Luhn-valid', () => {
+    const accountId = makeAccountId('622588', 1234);
+    expect(accountId).toBe('62258800001234');
+    for (let sequence = 0; sequence <= 9; sequence++) {
+      const pan = makePan(accountId, sequence);
+      expect(pan).toHaveLength(16);
+      expect(luhnValid(pan)).toBe(true);
+      expect(parsePan(pan)).toEqual({ ok: true, accountId, cardSequence: sequence });
+    }
+    expect(parsePan('6225880000123401').ok).toBe(false);
+  });
+
+  it('masks card numbers in logs, and only card numbers', () => {
+    const pan = makePan('62258800001234', 0);
+    expect(maskPan(pan)).toBe(`622588******${pan.slice(-4)}`);
+    const line = JSON.stringify({ msg: `declined ${pan}`, account: '62258800001234', other: '1234567890123456' });
+    const masked = maskCardNumbers(line);
+    expect(masked.includes(pan)).toBe(false);
+    expect(masked.includes('62258800001234')).toBe(true);
+    expect(masked.includes('1234567890123456')).toBe(luhnValid('1234567890123456') ? false : true);
+  });
+});
+
+describe('money', () => {
+  const fx = makeFxTable('CNY', { HKD: '0.9140', USD: '7.1200', JPY: '0.0476' });
+
+  it('parses decimal rates exactly, never through a float', () => {
+    expect(parseDecimalRate('7.1200')).toEqual({ numerator: 71200n, scale: 4 });
+    expect(() => parseDecimalRate('-1')).toThrow();
+    expect(() => parseDecimalRate('1e5')).toThrow();
+  });
+
+  it('converts with one half-up rounding, across minor-unit exponents', () => {
+    expect(convertMinor(10_000, 'USD', 'CNY', fx)).toBe(71_200);
+    expect(convertMinor(10_000, 'JPY', 'CNY', fx)).toBe(47_600);
+    expect(convertMinor(71_200, 'CNY', 'HKD', fx)).toBe(77_899);
+    expect(convertMinor(1, 'USD', 'HKD', fx)).toBe(8); // 0.0712 / 0.914 = 0.0779 HKD
+    expect(convertMinor(100, 'EUR', 'CNY', fx)).toBe(null);
+    // Far beyond 2^53 in the intermediate product, exact in BigInt.
+    expect(convertMinor(9_000_000_000_000, 'USD', 'CNY', fx)).toBe(64_080_000_000_000);
+  });
+
+  it('rounds basis-point fees half up', () => {
+    expect(feeMinor(10_000, 150)).toBe(150);
+    expect(feeMinor(33, 150)).toBe(0); // 0.495
+    expect(feeMinor(34, 150)).toBe(1); // 0.51
+    expect(feeMinor(0, 150)).toBe(0);
+  });
+});
+
+describe('routing ring', () => {
+  const accounts = Array.from({ length: 100_000 }, (_, i) => makeAccountId('622588', (i * 7_919 + 13) % 100_000_000));
+
+  function shares(router: Router): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const accountId of accounts) {
+      const unit = router.unitOfAccount(accountId);
+      counts.set(unit, (counts.get(unit) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  it('gives each unit its weight share of accounts within 5% (relative)', () => {
+    const members = [{ id: 'dsu-1', weight: 1 }, { id: 'dsu-2', weight: 1 }, { id: 'dsu-3', weight: 1 }, { id: 'dsu-4', weight: 2 }];
+    const counts = shares(new Router(members, 1000));
+    for (const member of members) {
+      const expected = (accounts.length * member.weight) / 5;
+      const actual = counts.get(member.id) ?? 0;
+      expect(Math.abs(actual - expected) / expected, member.id).toBeLessThan(0.05);
+    }
+  });
+
+  it('moves only the new unit share of accounts when a unit is added', () => {
+    const four = new Router(['dsu-1', 'dsu-2', 'dsu-3', 'dsu-4'].map((id) => ({ id, weight: 1 })), 1000);
+    const five = new Router(['dsu-1', 'dsu-2', 'dsu-3', 'dsu-4', 'dsu-5'].map((id) => ({ id, weight: 1 })), 1000);
+    let moved = 0;
+    for (const accountId of accounts) {
+      const before = four.unitOfAccount(accountId);
+      const after = five.unitOfAccount(accountId);
+      if (before !== after) {
+        moved++;
+        expect(after).toBe('dsu-5');
+      }
+    }
+    expect(moved / accounts.length).toBeGreaterThan(0.15);
+    expect(moved / accounts.length).toBeLessThan(0.25);
+  });
+
+  it('routes authorization ids to the unit they name', () => {
+    const router = new Router([{ id: 'dsu-1', weight: 1 }], 10);
+    expect(router.unitOfAuthorization('dsu-1~abc')).toBe('dsu-1');
+    expect(router.unitOfAuthorization('dsu-7~abc')).toBe(null);
+    expect(router.unitOfAuthorization('abc')).toBe(null);
+  });
+});
+
+describe('bulk issuance inputs', () => {
+  const bands = [{ minScore: 800, creditLimitMinor: 10_000_000 }, { minScore: 650, creditLimitMinor: 2_000_000 }];
+
+  it('maps a score to the limit of its band and declines below the lowest', () => {
+    expect(creditLimitForScore(bands, 850)).toBe(10_000_000);
+    expect(creditLimitForScore(bands, 800)).toBe(10_000_000);
+    expect(creditLimitForScore(bands, 799)).toBe(2_000_000);
+    expect(creditLimitForScore(bands, 649)).toBe(null);
+  });
+
+  it('reads CSV and JSON applicant files and rejects bad rows with their line', () => {
+    expect(parseApplicants('id,score\nA1,700\nA2,810\n', 'csv')).toEqual([{ id: 'A1', score: 700 }, { id: 'A2', score: 810 }]);
+    expect(parseApplicants('[{"id":"B1","score":640,"product":"platinum"}]', 'json')).toEqual([{ id: 'B1', score: 640, product: 'platinum' }]);
+    expect(() => parseApplicants('id,score\nA1,high\n', 'csv')).toThrow(/applicant 1/);
+    expect(() => parseApplicants('name,score\nA1,700\n', 'csv')).toThrow(/header/);
+  });
+});

@@ -1,0 +1,79 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import Database from 'better-sqlite3';
+import { Cluster } from '../deploy/cluster.js';
+
+export interface Answer {
+  status: number;
+  body: any;
+}
+
+export async function startCluster(units = 4): Promise<{ cluster: Cluster; root: string; close: () => Promise<void> }> {
+  const root = mkdtempSync(join(tmpdir(), 'dsu-test-'));
+  const cluster = new Cluster({ root, units });
+  try {
+    await cluster.start();
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return {
+    cluster, root,
+    close: async () => {
+      await cluster.stop();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  const response = await request(base + path, {
+    method: method as 'GET', headers: { ...(text === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, body: text,
+  });
+  const raw = await response.body.text();
+  let parsed: unknown = raw;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.statusCode, body: parsed };
+}
+
+export interface TestCard {
+  number: string;
+  expiry: string;
+  cvv: string;
+}
+
+export async function openAccount(base: string, limitMinor: number, currency = 'CNY', product?: string): Promise<{ accountId: string; unit: string; card: TestCard }> {
+  const answer = await call(base, 'POST', '/v1/accounts', { creditLimit: { value: limitMinor, currency }, ...(product === undefined ? {} : { product }) });
+  if (answer.status !== 201) throw new Error(`open account: ${answer.status} ${JSON.stringify(answer.body)}`);
+  return answer.body;
+}
+
+let keyCounter = 0;
+export function freshKey(): string {
+  keyCounter++;
+  return `test-${process.pid}-${Date.now()}-${keyCounter}`;
+}
+
+export function purchase(card: TestCard, value: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    card: { number: card.number, expiry: card.expiry, cvv: card.cvv },
+    amount: { value, currency: 'CNY' }, type: 'purchase', channel: 'pos',
+    merchant: { id: 'merchant-1', mcc: '5411', country: 'CN' }, ...extra,
+  };
+}
+
+export async function authorize(base: string, body: unknown, key = freshKey()): Promise<Answer> {
+  return call(base, 'POST', '/v1/authorizations', body, { 'idempotency-key': key });
+}
+
+/** Opens a unit's store read-only, the way an auditor would, after or while the unit runs. */
+export function openStore(cluster: Cluster, unitId: string): Database.Database {
+  return new Database(join(cluster.unitSpec(unitId).dataDir, 'unit.db'), { readonly: true });
+}

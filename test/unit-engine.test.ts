@@ -1,0 +1,168 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
+import { ManualClock, msPerDay } from '../domain/clock.js';
+import { decodeResultLine, encodeResultLine, type AuthorizeOp, type UnitOp } from '../domain/protocol.js';
+import { makeTopology, type TopologyFile } from '../domain/topology.js';
+import { UnitEngine } from '../units/engine.js';
+import { openUnitDatabases, type UnitDatabases } from '../units/store.js';
+
+// The unit's rules against a real SQLite store, with a manual clock so that time
+// (hold expiry, the business day of cash limits, card expiry) can move.
+
+const topologyFile = JSON.parse(readFileSync(new URL('../deploy/topology.json', import.meta.url), 'utf8')) as TopologyFile;
+const topology = makeTopology(topologyFile);
+const start = Date.UTC(2026, 10, 21, 2, 0, 0); // 10:00 in Shanghai
+
+let dir: string;
+let databases: UnitDatabases;
+let clock: ManualClock;
+let engine: UnitEngine;
+let keyCounter = 0;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dsu-engine-'));
+  databases = openUnitDatabases({ dataDir: dir, cacheKiB: 2048 });
+  clock = new ManualClock(start);
+  engine = new UnitEngine({
+    unitId: 'dsu-9', db: databases.writer, keys: deriveCardKeys(demoCardHashKeyHex), products: topology.products,
+    fx: topology.fx, clock, utcOffsetMinutes: topologyFile.businessDayUtcOffsetMinutes,
+  });
+});
+
+afterEach(() => {
+  databases.reader.close();
+  databases.writer.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function apply(op: UnitOp): { status: number; code: string; body: any } {
+  const line = databases.writer.transaction(() => engine.apply(op))();
+  // Round-trip through the wire format, as the gateway sees it.
+  const decoded = decodeResultLine(encodeResultLine(line));
+  return { status: decoded.status, code: decoded.code, body: JSON.parse(decoded.body) };
+}
+
+function open(limitMinor: number, product = 'classic', currency: 'CNY' | 'HKD' | 'MOP' = 'CNY') {
+  const accountId = `622588${String(10_000_000 + keyCounter++).slice(-8)}`;
+  const answer = apply({ op: 'openAccount', accountId, product, creditLimit: { value: limitMinor, currency } });
+  expect(answer.status).toBe(201);
+  return answer.body as { accountId: string; card: { number: string; expiry: string; cvv: string } };
+}
+
+function auth(card: { number: string; expiry: string; cvv: string }, value: number, extra: Partial<AuthorizeOp> = {}): AuthorizeOp {
+  return {
+    op: 'authorize', idempotencyKey: `k${keyCounter++}`, pan: card.number, expiry: card.expiry, cvv: card.cvv,
+    amount: { value, currency: 'CNY' }, type: 'purchase', channel: 'pos', merchant: { id: 'm', mcc: '5411', country: 'CN' },
+    partialAllowed: false, ...extra,
+  };
+}
+
+describe('authorization rules in the unit', () => {
+  it('declines per the product parameters, with the ISO 8583 code of each rule', () => {
+    const { card } = open(1_000_000);
+    const cases: Array<[string, AuthorizeOp, string]> = [
+      ['approved', auth(card, 1_000), '00'],
+      ['wrong cvv', auth(card, 1_000, { cvv: card.cvv === '000' ? '001' : '000' }), '55'],
+      ['missing cvv on e-commerce', auth(card, 1_000, { cvv: null, channel: 'ecommerce' }), '55'],
+      ['missing cvv at a POS terminal is allowed', auth(card, 1_000, { cvv: null }), '00'],
+      ['wrong expiry', auth(card, 1_000, { expiry: '2099-01' }), '54'],
+      ['blocked MCC (gambling)', auth(card, 1_000, { merchant: { id: 'm', mcc: '7995', country: 'CN' } }), '57'],
+      ['restricted country', auth(card, 1_000, { merchant: { id: 'm', mcc: '5411', country: 'KP' } }), '62'],
+      ['over the product single-transaction maximum', auth(card, 100_000_001), '13'],
+      ['over open-to-buy', auth(card, 999_001), '51'],
+      ['refund credit places no hold', auth(card, 5_000, { type: 'refund' }), '00'],
+    ];
+    for (const [name, op, code] of cases) expect([name, apply(op).body.responseCode]).toEqual([name, code]);
+    const account = databases.reader.prepare('SELECT open_holds FROM accounts').get() as { open_holds: number };
+    expect(account.open_holds).toBe(2_000);
+  });
+
+  it('an expired card is a 54 once its month has passed', () => {
+    const { card } = open(1_000_000);
+    expect(apply(auth(card, 100)).body.responseCode).toBe('00');
+    clock.advanceMs(61 * 31 * msPerDay);
+    expect(apply(auth(card, 100)).body.responseCode).toBe('54');
+  });
+
+  it('partial approval only when the request allows it', () => {
+    const { card } = open(10_000);
+    expect(apply(auth(card, 12_000)).body.responseCode).toBe('51');
+    const partial = apply(auth(card, 12_000, { partialAllowed: true })).body;
+    expect(partial).toMatchObject({ responseCode: '10', approved: true, approvedAmount: { value: 10_000, currency: 'CNY' }, availableCredit: { value: 0 } });
+  });
+
+  it('cash withdrawals count against daily amount (61) and count (65) limits per card, reset the next business day', () => {
+    const { card } = open(100_000_000);
+    const cash = (value: number) => auth(card, value, { type: 'cash', channel: 'atm', merchant: { id: 'atm-1', mcc: '6011', country: 'CN' } });
+    expect(apply(cash(1_500_000)).body.responseCode).toBe('00');
+    expect(apply(cash(600_000)).body.responseCode).toBe('61'); // 2,100,000 > 2,000,000
+    for (let i = 0; i < 4; i++) expect(apply(cash(10_000)).body.responseCode).toBe('00');
+    expect(apply(cash(10_000)).body.responseCode).toBe('65'); // the sixth of the day
+    clock.advanceMs(msPerDay);
+    expect(apply(cash(600_000)).body.responseCode).toBe('00');
+  });
+
+  it('converts foreign currency at the configured rate plus the cross-border fee', () => {
+    const { card } = open(1_000_000, 'classic', 'HKD');
+    // 100.00 USD = 712.00 CNY = 778.99 HKD (712 / 0.914, half up); 1.5% fee = 11.68 HKD.
+    const answer = apply(auth(card, 10_000, { amount: { value: 10_000, currency: 'USD' } })).body;
+    expect(answer).toMatchObject({ responseCode: '00', approvedAmount: { value: 10_000, currency: 'USD' } });
+    expect(answer.availableCredit).toEqual({ value: 1_000_000 - 77_899 - 1_168, currency: 'HKD' });
+    // JPY has no minor unit: 10000 JPY = 476.00 CNY, plus 1.5% = 7.14.
+    const { card: cnyCard } = open(1_000_000);
+    const yen = apply(auth(cnyCard, 10_000, { amount: { value: 10_000, currency: 'JPY' } })).body;
+    expect(yen.availableCredit).toEqual({ value: 1_000_000 - 47_600 - 714, currency: 'CNY' });
+  });
+
+  it('holds expire after the product hold life, and hotels hold longer', () => {
+    const { card } = open(100_000);
+    apply(auth(card, 10_000));
+    apply(auth(card, 20_000, { merchant: { id: 'hotel', mcc: '7011', country: 'CN' } }));
+    const holds = () => (databases.reader.prepare('SELECT open_holds FROM accounts').get() as { open_holds: number }).open_holds;
+    clock.advanceMs(7 * msPerDay - 1);
+    databases.writer.transaction(() => engine.expireHolds(clock.nowMs(), 100))();
+    expect(holds()).toBe(30_000);
+    clock.advanceMs(1);
+    expect(databases.writer.transaction(() => engine.expireHolds(clock.nowMs(), 100))()).toBe(1);
+    expect(holds()).toBe(20_000);
+    clock.advanceMs(23 * msPerDay);
+    expect(databases.writer.transaction(() => engine.expireHolds(clock.nowMs(), 100))()).toBe(1);
+    expect(holds()).toBe(0);
+    const kinds = databases.reader.prepare("SELECT count(*) FROM journal WHERE kind = 'hold.expired'").pluck().get();
+    expect(kinds).toBe(2);
+  });
+
+  it('a reused idempotency key with other content is a 94 and changes nothing', () => {
+    const { card } = open(100_000);
+    const first = auth(card, 1_000);
+    expect(apply(first).body.responseCode).toBe('00');
+    expect(apply({ ...first }).body).toEqual(apply(first).body);
+    expect(apply({ ...first, amount: { value: 1_001, currency: 'CNY' } }).body.responseCode).toBe('94');
+    const count = databases.reader.prepare('SELECT count(*) FROM holds').pluck().get();
+    expect(count).toBe(1);
+  });
+
+  it('stores no card number or CVV in clear', () => {
+    const { card } = open(100_000);
+    apply(auth(card, 1_000));
+    databases.writer.pragma('wal_checkpoint(TRUNCATE)');
+    const bytes = readFileSync(join(dir, 'unit.db')).toString('latin1');
+    expect(bytes.includes(card.number)).toBe(false);
+    expect(bytes.includes(card.number.slice(-4))).toBe(true);
+  });
+
+  it('a journal entry for every state change, numbered without gaps', () => {
+    const { card } = open(100_000);
+    const approved = apply(auth(card, 1_000)).body;
+    apply({ op: 'increment', idempotencyKey: null, authorizationId: approved.authorizationId, amount: { value: 500, currency: 'CNY' } });
+    apply({ op: 'reverse', idempotencyKey: null, authorizationId: approved.authorizationId, amount: null });
+    apply(auth(card, 1_000_000));
+    const rows = databases.reader.prepare('SELECT seq, kind, amount FROM journal ORDER BY seq').all() as Array<{ seq: number; kind: string; amount: number }>;
+    expect(rows.map((row) => row.kind)).toEqual(['account.opened', 'card.issued', 'auth.approved', 'hold.incremented', 'hold.reversed', 'auth.declined']);
+    expect(rows.map((row) => row.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(rows.reduce((sum, row) => sum + row.amount, 0)).toBe(0);
+  });
+});
