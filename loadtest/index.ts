@@ -1,0 +1,25 @@
+// The load tester's public surface, for the CLI, the benchmark and tests.
+export { createRandom, createZipf, WeightedTable } from './random.js';
+export type { Random } from './random.js';
+export { loadCards, parseCardLine, defaultCardsPath } from './cards.js';
+export type { PortfolioCard } from './cards.js';
+export { createWorkload, WorkloadModel, requestKinds } from './workload.js';
+export type { LoadRequest, RequestKind, Workload, WorkloadOptions, TransactionType } from './workload.js';
+export { channels, defaultWorkloadConfig, resolveWorkloadConfig, parseWorkloadOverrides } from './workload-config.js';
+export type { Channel, WorkloadConfig, WorkloadOverrides } from './workload-config.js';
+export { LatencyHistogram } from './histogram.js';
+export type { LatencySummaryMs } from './histogram.js';
+export { runPhase, timeoutSecondsDefault } from './runner.js';
+export type { RunPhaseOptions } from './runner.js';
+export { runScenario, saturationReason } from './scenario-runner.js';
+export type { RunScenarioOptions } from './scenario-runner.js';
+export { loadScenario, parseScenario, listScenarios, defaultScenariosDir, scenarioSeconds } from './scenario.js';
+export type { Scenario, ScenarioPhase, SaturationRule } from './scenario.js';
+export { applyScenarioOverrides } from './scenario-overrides.js';
+export type { ScenarioOverrides } from './scenario-overrides.js';
+export { registerHookAction, unregisterHookAction, getHookAction, hookActionNames, runHook } from './hooks.js';
+export type { HookActionDefinition, HookContext, HookRun, ScenarioHook } from './hooks.js';
+export { renderReportHtml, writeReport, readRunResult } from './report.js';
+export { formatSummaryTable } from './summary-table.js';
+export { formatProgressLine } from './progress.js';
+export type * from './run-result.js';
