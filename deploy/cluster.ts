@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, renameSync, writeFileSync, type WriteStream } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,8 @@ export interface ClusterOptions {
   fixedUnitPorts?: boolean;
   base?: TopologyFile;
   env?: Record<string, string>;
+  /** Extra Node.js options for every process, e.g. ['--cpu-prof'] for profiling. */
+  nodeArgs?: string[];
   /** Where process output goes: a log file in root (default) or inherit. */
   output?: 'file' | 'inherit';
 }
@@ -42,7 +44,8 @@ export class Cluster {
   gatewayUrl = '';
   gateway: RunningProcess | null = null;
   readonly units = new Map<string, RunningProcess | null>();
-  private readonly log: WriteStream | null;
+  /** Log file descriptor; process output is rare (no per-request logs), so synchronous appends are fine. */
+  private log: number | null;
 
   constructor(private readonly options: ClusterOptions) {
     mkdirSync(options.root, { recursive: true });
@@ -56,13 +59,21 @@ export class Cluster {
     }
     this.topology = { ...base, units, gateway: { ...base.gateway, port: options.gatewayPort ?? 0 } };
     this.topologyPath = join(options.root, 'topology.json');
-    this.log = options.output === 'inherit' ? null : createWriteStream(join(options.root, 'cluster.log'), { flags: 'a' });
+    this.log = options.output === 'inherit' ? null : openSync(join(options.root, 'cluster.log'), 'a');
   }
 
+  /** Starts every unit, then the gateway; on failure stops whatever did start. */
   async start(): Promise<void> {
     this.writeTopology();
-    await Promise.all(this.topology.units.map((unit) => this.startUnit(unit.id)));
-    await this.startGateway();
+    try {
+      const started = await Promise.allSettled(this.topology.units.map((unit) => this.startUnit(unit.id)));
+      const failed = started.find((result) => result.status === 'rejected');
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+      await this.startGateway();
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
   }
 
   unitSpec(unitId: string): UnitSpec {
@@ -104,7 +115,13 @@ export class Cluster {
     await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
     this.gateway = null;
     for (const unitId of this.units.keys()) this.units.set(unitId, null);
-    await new Promise<void>((resolve) => (this.log === null ? resolve() : this.log.end(resolve)));
+  }
+
+  /** Stops every process and closes the log; the cluster cannot be restarted after. */
+  async close(): Promise<void> {
+    await this.stop();
+    if (this.log !== null) closeSync(this.log);
+    this.log = null;
   }
 
   /** Written whole and renamed into place: a starting process never reads half a file. */
@@ -115,40 +132,61 @@ export class Cluster {
   }
 
   private spawnNode(script: string, args: string[], name: string): Promise<RunningProcess> {
-    const child = spawn(process.execPath, [script, ...args], {
-      env: { ...process.env, ...this.options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    return new Promise((resolvePromise, reject) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`${name} did not start within ${startTimeoutMs} ms`));
-      }, startTimeoutMs);
-      let stderr = '';
-      child.stderr?.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        this.write(name, chunk.toString());
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${name} exited with ${code} before listening: ${stderr.slice(0, 500)}`));
-      });
-      const lines = createInterface({ input: child.stdout! });
-      lines.on('line', (line) => {
-        this.write(name, line + '\n');
-        if (!line.includes('"msg":"listening"')) return;
-        const port = (JSON.parse(line) as { port: number }).port;
-        clearTimeout(timer);
-        child.removeAllListeners('exit');
-        resolvePromise({ child, port });
-      });
+    return spawnListening({
+      script, args, name, env: this.options.env ?? {}, nodeArgs: this.options.nodeArgs ?? [],
+      onOutput: (text) => this.write(name, text),
     });
   }
 
   private write(name: string, text: string): void {
-    if (this.log !== null) this.log.write(`[${name}] ${text}`);
+    if (this.log !== null) writeSync(this.log, `[${name}] ${text}`);
     else process.stdout.write(`[${name}] ${text}`);
   }
+}
+
+export interface SpawnOptions {
+  script: string;
+  args: string[];
+  name: string;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+  onOutput?: (text: string) => void;
+}
+
+/**
+ * Starts a Node.js process that prints a JSON line with msg "listening" and its
+ * port, and resolves once it has. The process exits with its parent.
+ */
+export function spawnListening(options: SpawnOptions): Promise<RunningProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.script, ...options.args], {
+    env: { ...process.env, DSU_EXIT_WITH_PARENT: '1', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = options.onOutput ?? ((): void => {});
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${options.name} did not start within ${startTimeoutMs} ms`));
+    }, startTimeoutMs);
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      output(chunk.toString());
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${options.name} exited with ${code} before listening: ${stderr.slice(0, 500)}`));
+    });
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      output(line + '\n');
+      if (!line.includes('"msg":"listening"')) return;
+      const port = (JSON.parse(line) as { port: number }).port;
+      clearTimeout(timer);
+      child.removeAllListeners('exit');
+      resolvePromise({ child, port });
+    });
+  });
 }
 
 export function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {

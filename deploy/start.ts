@@ -34,14 +34,14 @@ async function main(): Promise<void> {
   const cluster = new Cluster({ root, gatewayPort, fixedUnitPorts: true });
   const stop = (): void => {
     process.stdout.write('\nstopping...\n');
-    void cluster.stop().then(() => process.exit(0));
+    void cluster.close().then(() => process.exit(0));
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   try {
     await cluster.start();
   } catch (error) {
-    await cluster.stop();
+    await cluster.close();
     throw error;
   }
   const cardsPath = join(root, 'cards.ndjson');

@@ -9,7 +9,6 @@ import { assert } from './limits.js';
 export interface CardKeys {
   pan: Buffer;
   cvv: Buffer;
-  request: Buffer;
 }
 
 export const demoCardHashKeyHex = '6473752d636172642d636f72652d64656d6f2d6b65792d6e6f742d736563726574';
@@ -18,7 +17,7 @@ export function deriveCardKeys(masterKeyHex: string): CardKeys {
   assert(/^[0-9a-fA-F]{32,}$/.test(masterKeyHex), 'card hash key is at least 16 bytes of hex');
   const master = Buffer.from(masterKeyHex, 'hex');
   const derive = (label: string): Buffer => createHmac('sha256', master).update(label).digest();
-  return { pan: derive('pan'), cvv: derive('cvv'), request: derive('request') };
+  return { pan: derive('pan'), cvv: derive('cvv') };
 }
 
 /** 16 bytes of HMAC-SHA256: the card's primary key in a unit store. */
@@ -28,9 +27,4 @@ export function panHash(keys: CardKeys, pan: string): Buffer {
 
 export function cvvHash(keys: CardKeys, pan: string, expiry: string, cvv: string): Buffer {
   return createHmac('sha256', keys.cvv).update(pan).update('|').update(expiry).update('|').update(cvv).digest().subarray(0, 16);
-}
-
-/** Fingerprint of a request's content, to tell a retry from a reused idempotency key. */
-export function requestFingerprint(keys: CardKeys, canonical: string): Buffer {
-  return createHmac('sha256', keys.request).update(canonical).digest().subarray(0, 16);
 }

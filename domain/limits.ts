@@ -11,7 +11,7 @@ export const limits = {
   /** Operations the gateway packs into one upstream batch to a unit. */
   batchOpsMax: 1024,
   /** Upstream batches in flight per unit; later requests wait and form the next batch. */
-  batchesInflightPerUnitMax: 2,
+  batchesInflightPerUnitMax: 1,
   /** Operations a unit applies in one SQLite transaction (group commit). */
   groupCommitSizeMax: 4096,
   /** Requests in flight per channel at the gateway before it sheds with 429. */

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { assertLimits } from '../domain/limits.js';
 import { createLogger } from '../domain/log.js';
+import { exitWithParent } from '../domain/parent-watch.js';
 import { loadTopology } from '../domain/topology.js';
 import { GatewayServer } from './server.js';
 
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  exitWithParent(stop);
 }
 
 main().catch((error: unknown) => {

@@ -48,6 +48,17 @@ export class GatewayMetrics implements UnitClientStats {
     child.inc();
   }
 
+  private readonly inflightChildren = new Map<string, Gauge.Internal<'channel'>>();
+
+  inflightChange(channel: string, delta: number): void {
+    let child = this.inflightChildren.get(channel);
+    if (child === undefined) {
+      child = this.inflight.labels(channel);
+      this.inflightChildren.set(channel, child);
+    }
+    child.inc(delta);
+  }
+
   onRequest(route: string, seconds: number): void {
     let child = this.routeChildren.get(route);
     if (child === undefined) {

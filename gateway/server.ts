@@ -137,14 +137,14 @@ export class GatewayServer {
       return sendError(response, new ApiError('CHANNEL_OVERLOADED', `channel ${channel} has ${inflight} requests in flight; retry later`, 'channel'));
     }
     this.inflight.set(channel, inflight + 1);
-    this.metrics.inflight.labels(channel).inc();
+    this.metrics.inflightChange(channel, 1);
     const unitId = this.router.unitOfAccount(pan.accountId);
     const result = await this.call(unitId, {
       op: 'authorize', idempotencyKey: key as string, pan: auth.card.number, expiry: auth.card.expiry, cvv: auth.card.cvv,
       amount: auth.amount, type: auth.type, channel, merchant: auth.merchant, partialAllowed: auth.partialAllowed,
     });
     this.inflight.set(channel, (this.inflight.get(channel) ?? 1) - 1);
-    this.metrics.inflight.labels(channel).dec();
+    this.metrics.inflightChange(channel, -1);
     if (result === null) {
       this.metrics.onAuthorization(channel, unitId, false, responseCodes.unitUnavailable);
       return sendJson(response, 200, declineBody(responseCodes.unitUnavailable, unitId));

@@ -100,6 +100,8 @@ export class WorkloadModel implements Workload {
   readonly #hotCardIndexes: readonly number[];
   readonly #hotCardSet: ReadonlySet<number>;
   readonly #approvals = new BoundedPool<Approval>(loadtestLimits.approvalsRememberedMax);
+  /** Increment requests in flight and the approval each one raises. */
+  readonly #incrementOf = new WeakMap<LoadRequest, Approval>();
   readonly #retryWindow = new BoundedPool<LoadRequest>(loadtestLimits.retryWindowMax);
   #config: WorkloadConfig;
   #channelTable!: WeightedTable<Channel>;
@@ -183,9 +185,10 @@ export class WorkloadModel implements Workload {
   }
 
   #bumpApproval(request: LoadRequest): void {
-    for (const approval of this.#approvals.values()) {
-      if (approval.authorizationId === request.authorizationId) approval.amountMinor += request.amountMinor;
-    }
+    // The increment carries its approval (a scan of the remembered approvals cost
+    // ~10% of the load generator's CPU in a profile of the benchmark).
+    const approval = this.#incrementOf.get(request);
+    if (approval !== undefined) approval.amountMinor += request.amountMinor;
   }
 
   #newAuthorization(): NewAuthorization {
@@ -271,7 +274,9 @@ export class WorkloadModel implements Workload {
     if (approval.transactionType === 'cash') return this.#reversal();
     const amountMinor = Math.max(1, Math.round(approval.amountMinor * (0.05 + 0.25 * this.#random.float())));
     const body = JSON.stringify({ amount: { value: amountMinor, currency: approval.currency } });
-    return this.#followUp(requestKinds.increment, approval, 'increments', body, amountMinor);
+    const request = this.#followUp(requestKinds.increment, approval, 'increments', body, amountMinor);
+    this.#incrementOf.set(request, approval);
+    return request;
   }
 
   #followUp(kind: RequestKind, approval: Approval, action: string, body: string, amountMinor: number): LoadRequest {

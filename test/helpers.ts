@@ -16,13 +16,13 @@ export async function startCluster(units = 4): Promise<{ cluster: Cluster; root:
   try {
     await cluster.start();
   } catch (error) {
-    await cluster.stop();
+    await cluster.close();
     throw error;
   }
   return {
     cluster, root,
     close: async () => {
-      await cluster.stop();
+      await cluster.close();
       rmSync(root, { recursive: true, force: true });
     },
   };

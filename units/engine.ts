@@ -4,7 +4,8 @@ import {
   billingAmount, calendarOf, decide, nextCashCounters, openToBuyMinor,
   type AccountState, type CardState, type CardStatus, type Decision,
 } from '../domain/authorize-rules.js';
-import { cvvHash, panHash, requestFingerprint, type CardKeys } from '../domain/card-protect.js';
+import { cvvHash, panHash, type CardKeys } from '../domain/card-protect.js';
+import { fingerprint } from '../domain/fingerprint.js';
 import { msPerDay, type Clock } from '../domain/clock.js';
 import { ApiError } from '../domain/errors.js';
 import { assert, limits } from '../domain/limits.js';
@@ -37,12 +38,30 @@ export class UnitEngine {
   readonly unitId: string;
   private readonly statements: Statements;
   private readonly options: EngineOptions;
+  /** Authorization ids: unit, a random prefix drawn at start-up, then a counter (see nextAuthorizationId). */
+  private readonly authorizationIdPrefix: string;
+  private authorizationCounter = 0;
+  private calendarCache = { startMs: Number.NaN, day: '', month: '' };
 
   constructor(options: EngineOptions) {
     assert(options.unitId.length > 0, 'unitId is set');
     this.options = options;
     this.unitId = options.unitId;
     this.statements = prepareStatements(options.db);
+    this.authorizationIdPrefix = options.unitId + authorizationIdSeparator + randomBytes(8).toString('base64url');
+  }
+
+  /**
+   * Ids are unique without coordination between processes over the same store (a
+   * stable and a gray instance, a restart): each process draws a 64-bit random
+   * prefix. Within a process the counter makes ids ascend, so inserts append to
+   * the right edge of the holds B-tree instead of dirtying a random page each;
+   * measured in scratch/engine-micro.mjs, random ids cost a distinct 4 KiB WAL
+   * page per authorization. randomBytes per id also cost ~2.7 us, the counter ~0.
+   */
+  private nextAuthorizationId(): string {
+    this.authorizationCounter++;
+    return this.authorizationIdPrefix + this.authorizationCounter.toString(36).padStart(8, '0');
   }
 
   apply(op: UnitOp): ResultLine {
@@ -58,25 +77,29 @@ export class UnitEngine {
 
   authorize(op: AuthorizeOp): ResultLine {
     const { keys } = this.options;
-    const fingerprint = requestFingerprint(keys, canonicalAuthorize(op));
-    const replay = this.replay(op.idempotencyKey, fingerprint);
-    if (replay !== null) return replay;
     const cardHash = panHash(keys, op.pan);
+    const presentedCvvHash = op.cvv === null ? null : cvvHash(keys, op.pan, op.expiry, op.cvv);
+    const fingerprintBytes = presentedCvvHash === null ? [cardHash] : [cardHash, presentedCvvHash];
+    const requestPrint = fingerprint(fingerprintBytes, canonicalAuthorize(op));
+    const replay = this.replay(op.idempotencyKey, requestPrint);
+    if (replay !== null) return replay;
     const row = this.statements.selectCardAccount.get(cardHash) as CardAccountRow | undefined;
-    if (row === undefined) {
-      return this.remember(op.idempotencyKey, fingerprint, this.authAnswer(null, responseCodes.unknownCard, 0, op.amount, null));
-    }
     const nowMs = this.options.clock.nowMs();
-    const calendar = calendarOf(nowMs, this.options.utcOffsetMinutes);
+    if (row === undefined) {
+      const unknown = this.authAnswer(null, responseCodes.unknownCard, 0, op.amount, null);
+      this.journal(nowMs, 'auth.declined', '', null, 0, op.amount.currency, { code: unknown.code, type: op.type, channel: op.channel }, idempotent(op.idempotencyKey, requestPrint, unknown));
+      return unknown;
+    }
+    const calendar = this.calendar(nowMs);
     const product = this.product(row.product);
     const card = cardState(row);
     const account = accountState(row);
-    const cvvMatches = op.cvv === null ? null : cvvHash(keys, op.pan, op.expiry, op.cvv).equals(row.cvv_hash);
+    const cvvMatches = presentedCvvHash === null ? null : presentedCvvHash.equals(row.cvv_hash);
     const decision = decide(card, account, product, this.options.fx, {
       type: op.type, channel: op.channel, amount: op.amount, mcc: op.merchant.mcc, country: op.merchant.country,
       partialAllowed: op.partialAllowed, expiry: op.expiry, cvvMatches, month: calendar.month, day: calendar.day,
     });
-    const authorizationId = this.unitId + authorizationIdSeparator + randomBytes(9).toString('base64url');
+    const authorizationId = this.nextAuthorizationId();
     if (decision.holdMinor > 0) {
       this.placeHold(op, authorizationId, cardHash, row, product, decision, nowMs);
       if (op.type === 'cash') this.countCash(cardHash, card, calendar.day, decision.holdMinor - decision.feeMinor);
@@ -86,9 +109,19 @@ export class UnitEngine {
     const kind = !isApproval(decision.code) ? 'auth.declined' : op.type === 'refund' ? 'auth.refund' : 'auth.approved';
     this.journal(nowMs, kind, row.account_id, authorizationId, decision.holdMinor, account.currency, {
       code: decision.code, type: op.type, channel: op.channel, amount: op.amount, fee: decision.feeMinor,
-      merchant: op.merchant, card: row.last4, idempotencyKey: op.idempotencyKey,
-    });
-    return this.remember(op.idempotencyKey, fingerprint, result);
+      merchant: op.merchant, card: row.last4,
+    }, idempotent(op.idempotencyKey, requestPrint, result));
+    return result;
+  }
+
+  /** Business day and month, recomputed only when the clock leaves the cached day. */
+  private calendar(nowMs: number): { day: string; month: string } {
+    const cached = this.calendarCache;
+    if (nowMs >= cached.startMs && nowMs < cached.startMs + msPerDay) return cached;
+    const offsetMs = this.options.utcOffsetMinutes * 60_000;
+    const startMs = Math.floor((nowMs + offsetMs) / msPerDay) * msPerDay - offsetMs;
+    this.calendarCache = { startMs, ...calendarOf(nowMs, this.options.utcOffsetMinutes) };
+    return this.calendarCache;
   }
 
   private placeHold(op: AuthorizeOp, authorizationId: string, cardHash: Buffer, row: CardAccountRow, product: Product, decision: Decision, nowMs: number): void {
@@ -106,8 +139,8 @@ export class UnitEngine {
   }
 
   reverse(op: ReverseOp): ResultLine {
-    const fingerprint = requestFingerprint(this.options.keys, `r|${op.authorizationId}|${moneyText(op.amount)}`);
-    const replay = this.replay(op.idempotencyKey, fingerprint);
+    const requestPrint = fingerprint([], `r|${op.authorizationId}|${moneyText(op.amount)}`);
+    const replay = this.replay(op.idempotencyKey, requestPrint);
     if (replay !== null) return replay;
     const hold = this.openHold(op.authorizationId, op.amount);
     if (hold instanceof ApiError) return errorLine(hold);
@@ -123,15 +156,16 @@ export class UnitEngine {
     this.statements.updateHold.run(hold.txn_amount - reversedTxn, hold.hold_amount - releaseMinor, full ? 'reversed' : 'open', hold.expires_at, op.authorizationId);
     this.statements.addOpenHolds.run(-releaseMinor, hold.account_id);
     const account = this.account(hold.account_id);
+    const result = this.followUpAnswer(op.authorizationId, responseCodes.approved, account);
     this.journal(nowMs, 'hold.reversed', hold.account_id, op.authorizationId, -releaseMinor, account.currency, {
-      amount: { value: reversedTxn, currency: hold.txn_currency }, full, idempotencyKey: op.idempotencyKey,
-    });
-    return this.remember(op.idempotencyKey, fingerprint, this.followUpAnswer(op.authorizationId, responseCodes.approved, account));
+      amount: { value: reversedTxn, currency: hold.txn_currency }, full,
+    }, idempotent(op.idempotencyKey, requestPrint, result));
+    return result;
   }
 
   increment(op: IncrementOp): ResultLine {
-    const fingerprint = requestFingerprint(this.options.keys, `i|${op.authorizationId}|${moneyText(op.amount)}`);
-    const replay = this.replay(op.idempotencyKey, fingerprint);
+    const requestPrint = fingerprint([], `i|${op.authorizationId}|${moneyText(op.amount)}`);
+    const replay = this.replay(op.idempotencyKey, requestPrint);
     if (replay !== null) return replay;
     const hold = this.openHold(op.authorizationId, op.amount);
     if (hold instanceof ApiError) return errorLine(hold);
@@ -149,11 +183,11 @@ export class UnitEngine {
       this.statements.addOpenHolds.run(heldMinor, hold.account_id);
     }
     const kind = heldMinor > 0 ? 'hold.incremented' : 'increment.declined';
-    this.journal(nowMs, kind, hold.account_id, op.authorizationId, heldMinor, account.currency, {
-      code, amount: op.amount, idempotencyKey: op.idempotencyKey,
-    });
     const after = heldMinor > 0 ? this.account(hold.account_id) : account;
-    return this.remember(op.idempotencyKey, fingerprint, this.followUpAnswer(op.authorizationId, code, after));
+    const result = this.followUpAnswer(op.authorizationId, code, after);
+    this.journal(nowMs, kind, hold.account_id, op.authorizationId, heldMinor, account.currency, { code, amount: op.amount },
+      idempotent(op.idempotencyKey, requestPrint, result));
+    return result;
   }
 
   /** Releases holds whose life ended; returns how many expired. */
@@ -234,11 +268,6 @@ export class UnitEngine {
     return this.authAnswer(null, responseCodes.duplicateTransmission, 0, null, null);
   }
 
-  private remember(key: string | null, fingerprint: Buffer, result: ResultLine): ResultLine {
-    if (key !== null) this.statements.insertIdempotency.run(key, fingerprint, encodeResultLine(result));
-    return result;
-  }
-
   private authAnswer(authorizationId: string | null, code: ResponseCode, approvedMinor: number, amount: Money | null, available: Money | null): ResultLine {
     const approved = isApproval(code);
     const body = {
@@ -255,8 +284,11 @@ export class UnitEngine {
     return { status: 200, code, approved: isApproval(code), body: JSON.stringify(body) };
   }
 
-  private journal(at: number, kind: string, accountId: string, authorizationId: string | null, amountMinor: number, currency: string, detail: object): void {
-    this.statements.insertJournal.run(at, kind, accountId, authorizationId, amountMinor, currency, JSON.stringify(detail));
+  private journal(at: number, kind: string, accountId: string, authorizationId: string | null, amountMinor: number, currency: string, detail: object, retry: Idempotent | null = null): void {
+    this.statements.insertJournal.run(
+      at, kind, accountId, authorizationId, amountMinor, currency, JSON.stringify(detail),
+      retry === null ? null : retry.key, retry === null ? null : retry.fingerprint, retry === null ? null : encodeResultLine(retry.answer),
+    );
   }
 
   private account(accountId: string): AccountRow {
@@ -272,6 +304,17 @@ export class UnitEngine {
   }
 }
 
+/** What a retry with the same Idempotency-Key needs: the fingerprint to compare and the first answer. */
+interface Idempotent {
+  key: string;
+  fingerprint: Buffer;
+  answer: ResultLine;
+}
+
+function idempotent(key: string | null, fingerprint: Buffer, answer: ResultLine): Idempotent | null {
+  return key === null ? null : { key, fingerprint, answer };
+}
+
 function cardState(row: CardAccountRow): CardState {
   return { status: row.status as CardStatus, expiry: row.expiry, cashDay: row.cash_day, cashAmountMinor: row.cash_amount, cashCount: row.cash_count };
 }
@@ -282,7 +325,8 @@ function accountState(row: Pick<AccountRow, 'currency' | 'credit_limit' | 'poste
 
 function canonicalAuthorize(op: AuthorizeOp): string {
   const m = op.merchant;
-  return `a|${op.pan}|${op.expiry}|${op.cvv ?? ''}|${moneyText(op.amount)}|${op.type}|${op.channel}|${m.id}|${m.mcc}|${m.country}|${op.partialAllowed ? 1 : 0}`;
+  // The card number and CVV enter the fingerprint only as their keyed hashes.
+  return `a|${op.expiry}|${op.cvv === null ? 0 : 1}|${moneyText(op.amount)}|${op.type}|${op.channel}|${m.id}|${m.mcc}|${m.country}|${op.partialAllowed ? 1 : 0}`;
 }
 
 function moneyText(amount: Money | null): string {

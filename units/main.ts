@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
 import { assertLimits } from '../domain/limits.js';
 import { createLogger } from '../domain/log.js';
+import { exitWithParent } from '../domain/parent-watch.js';
 import { loadTopology } from '../domain/topology.js';
 import { UnitServer } from './server.js';
 
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  exitWithParent(stop);
 }
 
 main().catch((error: unknown) => {

@@ -61,9 +61,10 @@ export function prepareStatements(db: Database.Database) {
     selectExpiredHolds: db.prepare(`
       SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at
       FROM holds WHERE status = 'open' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
-    selectIdempotency: db.prepare('SELECT fingerprint, answer FROM idempotency WHERE key = ?'),
-    insertIdempotency: db.prepare('INSERT INTO idempotency (key, fingerprint, answer) VALUES (?, ?, ?)'),
-    insertJournal: db.prepare('INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    selectIdempotency: db.prepare('SELECT fingerprint, answer FROM journal WHERE idempotency_key = ?'),
+    insertJournal: db.prepare(`
+      INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, fingerprint, answer)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
   };
 }
 
