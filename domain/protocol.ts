@@ -60,7 +60,27 @@ export interface SetCardStatusOp {
   status: CardStatus;
 }
 
-export type UnitOp = AuthorizeOp | ReverseOp | IncrementOp | OpenAccountOp | AddCardOp | SetCardStatusOp;
+/**
+ * Batch accounting posting back to the owning unit: releases what a clearing
+ * matched of a hold and moves the posted balance, in one transaction, so that
+ * open-to-buy never counts the same money twice. Idempotent by key: a restarted
+ * batch run sends its postings again and each lands once.
+ */
+export interface SettleOp {
+  op: 'settle';
+  idempotencyKey: string;
+  accountId: string;
+  /** The authorization whose hold the clearing matched, or null (force post, fee, interest, payment). */
+  authorizationId: string | null;
+  /** Billing-currency amount to release from the hold (capped at what is still held). */
+  releaseHoldMinor: number;
+  /** Signed change of the posted balance: purchases, fees, interest positive; refunds, payments negative. */
+  postMinor: number;
+  /** What the posting is, for the journal: presentment, refund, fee, interest, payment, chargeback, ... */
+  kind: string;
+}
+
+export type UnitOp = AuthorizeOp | ReverseOp | IncrementOp | OpenAccountOp | AddCardOp | SetCardStatusOp | SettleOp;
 
 export interface ResultLine {
   status: number;

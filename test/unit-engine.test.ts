@@ -166,3 +166,31 @@ describe('authorization rules in the unit', () => {
     expect(rows.reduce((sum, row) => sum + row.amount, 0)).toBe(0);
   });
 });
+
+describe('settlement from batch accounting', () => {
+  it('moves a matched hold into the posted balance, in parts, once per key', () => {
+    const { accountId, card } = open(100_000);
+    const approved = apply(auth(card, 30_000)).body;
+    const settle = (key: string, releaseHoldMinor: number, postMinor: number, authorizationId: string | null = approved.authorizationId) =>
+      apply({ op: 'settle', idempotencyKey: key, accountId, authorizationId, releaseHoldMinor, postMinor, kind: 'presentment' });
+    // A split clearing: 10,000 then 20,000.
+    expect(settle('c1', 10_000, 10_000).body).toMatchObject({ releasedHold: { value: 10_000 }, postedBalance: { value: 10_000 }, availableCredit: { value: 70_000 } });
+    expect(settle('c1', 10_000, 10_000).body.postedBalance.value).toBe(10_000); // a rerun of the same posting
+    expect(settle('c2', 20_000, 20_000).body).toMatchObject({ releasedHold: { value: 20_000 }, postedBalance: { value: 30_000 }, availableCredit: { value: 70_000 } });
+    const hold = databases.reader.prepare('SELECT status, hold_amount FROM holds').get();
+    expect(hold).toEqual({ status: 'cleared', hold_amount: 0 });
+    // A payment needs no hold; it lowers the posted balance.
+    expect(settle('p1', 0, -30_000, null).body).toMatchObject({ postedBalance: { value: 0 }, availableCredit: { value: 100_000 } });
+    const row = databases.reader.prepare('SELECT open_holds, posted_balance FROM accounts WHERE account_id = ?').get(accountId);
+    expect(row).toEqual({ open_holds: 0, posted_balance: 0 });
+  });
+
+  it('posts a late presentment in full after its hold expired, releasing nothing', () => {
+    const { accountId, card } = open(100_000);
+    const approved = apply(auth(card, 5_000)).body;
+    clock.advanceMs(8 * msPerDay);
+    databases.writer.transaction(() => engine.expireHolds(clock.nowMs(), 100))();
+    const late = apply({ op: 'settle', idempotencyKey: 'late', accountId, authorizationId: approved.authorizationId, releaseHoldMinor: 5_000, postMinor: 5_000, kind: 'presentment' });
+    expect(late.body).toMatchObject({ releasedHold: { value: 0 }, postedBalance: { value: 5_000 }, availableCredit: { value: 95_000 } });
+  });
+});

@@ -15,7 +15,7 @@ import { holdExpiryDays, type Product, type ProductTable } from '../domain/produ
 import {
   authorizationIdSeparator, encodeResultLine,
   type AddCardOp, type AuthorizeOp, type IncrementOp, type OpenAccountOp, type ResultLine,
-  type ReverseOp, type SetCardStatusOp, type UnitOp,
+  type ReverseOp, type SetCardStatusOp, type SettleOp, type UnitOp,
 } from '../domain/protocol.js';
 import { responseCodes, isApproval, type ResponseCode } from '../domain/response-codes.js';
 import { prepareStatements, type AccountRow, type CardAccountRow, type HoldRow, type Statements } from './statements.js';
@@ -72,6 +72,7 @@ export class UnitEngine {
       case 'openAccount': return this.openAccount(op);
       case 'addCard': return this.addCard(op);
       case 'setCardStatus': return this.setCardStatus(op);
+      case 'settle': return this.settle(op);
     }
   }
 
@@ -187,6 +188,39 @@ export class UnitEngine {
     const result = this.followUpAnswer(op.authorizationId, code, after);
     this.journal(nowMs, kind, hold.account_id, op.authorizationId, heldMinor, account.currency, { code, amount: op.amount },
       idempotent(op.idempotencyKey, requestPrint, result));
+    return result;
+  }
+
+  settle(op: SettleOp): ResultLine {
+    const requestPrint = fingerprint([], `s|${op.accountId}|${op.authorizationId ?? '-'}|${op.releaseHoldMinor}|${op.postMinor}|${op.kind}`);
+    const replay = this.replay(op.idempotencyKey, requestPrint);
+    if (replay !== null) return replay;
+    const account = this.statements.selectAccount.get(op.accountId) as AccountRow | undefined;
+    if (account === undefined) return errorLine(new ApiError('ACCOUNT_NOT_FOUND', `no account ${op.accountId}`, 'accountId'));
+    let releasedMinor = 0;
+    if (op.authorizationId !== null) {
+      const hold = this.statements.selectHold.get(op.authorizationId) as HoldRow | undefined;
+      if (hold === undefined || hold.account_id !== op.accountId) {
+        return errorLine(new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${op.authorizationId} on account ${op.accountId}`, 'authorizationId'));
+      }
+      // A late presentment finds its hold expired (nothing left to release); a split
+      // clearing releases the hold in parts; the hold never goes below zero.
+      if (hold.status === 'open') releasedMinor = Math.min(op.releaseHoldMinor, hold.hold_amount);
+      const left = hold.hold_amount - releasedMinor;
+      const status = hold.status === 'open' && left === 0 ? 'cleared' : hold.status;
+      this.statements.updateHold.run(hold.txn_amount, left, status, hold.expires_at, op.authorizationId);
+      this.statements.addOpenHolds.run(-releasedMinor, op.accountId);
+    }
+    this.statements.addPostedBalance.run(op.postMinor, op.accountId);
+    const after = this.account(op.accountId);
+    const available = openToBuyMinor(accountState(after));
+    const body = {
+      accountId: op.accountId, unit: this.unitId, releasedHold: { value: releasedMinor, currency: after.currency },
+      postedBalance: { value: after.posted_balance, currency: after.currency }, availableCredit: { value: available, currency: after.currency },
+    };
+    const result: ResultLine = { status: 200, code: '-', approved: false, body: JSON.stringify(body) };
+    this.journal(this.options.clock.nowMs(), 'balance.posted', op.accountId, op.authorizationId, -releasedMinor, after.currency,
+      { kind: op.kind, posted: op.postMinor, released: releasedMinor }, idempotent(op.idempotencyKey, requestPrint, result));
     return result;
   }
 

@@ -10,21 +10,23 @@ import type { UnitOp } from '../domain/protocol.js';
 // so a gateway bug cannot put a malformed operation into the store.
 
 export function decodeOps(text: string): UnitOp[] | ApiError {
-  const lines = text.split('\n');
-  if (lines.length > limits.groupCommitSizeMax) return new ApiError('INVALID_FIELD', `a batch holds at most ${limits.groupCommitSizeMax} operations`, null);
-  const ops: UnitOp[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    let value: unknown;
-    try {
-      value = JSON.parse(lines[i] as string);
-    } catch {
-      return new ApiError('INVALID_JSON', `batch line ${i} is not JSON`, null);
-    }
-    const problem = checkOp(value);
-    if (problem !== null) return new ApiError('INVALID_FIELD', `batch line ${i}: ${problem}`, problem);
-    ops.push(value as UnitOp);
+  let values: unknown[];
+  try {
+    // One parse of the whole batch: NDJSON lines joined by commas form a JSON array
+    // (a line holds no raw newline, so the split points are exactly the separators).
+    values = JSON.parse('[' + text.replaceAll('\n', ',') + ']') as unknown[];
+  } catch {
+    return new ApiError('INVALID_JSON', 'a batch line is not JSON', null);
   }
-  return ops;
+  let lines = 1;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) lines++;
+  if (values.length !== lines) return new ApiError('INVALID_FIELD', 'every batch line holds exactly one operation', null);
+  if (values.length > limits.groupCommitSizeMax) return new ApiError('INVALID_FIELD', `a batch holds at most ${limits.groupCommitSizeMax} operations`, null);
+  for (let i = 0; i < values.length; i++) {
+    const problem = checkOp(values[i]);
+    if (problem !== null) return new ApiError('INVALID_FIELD', `batch line ${i}: ${problem}`, problem);
+  }
+  return values as UnitOp[];
 }
 
 const isString = (value: unknown): value is string => typeof value === 'string' && value.length > 0;
@@ -64,6 +66,13 @@ function checkOp(value: unknown): string | null {
       return isMoney(op['creditLimit']) ? null : 'creditLimit';
     case 'addCard':
       return isString(op['accountId']) ? null : 'accountId';
+    case 'settle':
+      if (!isString(op['idempotencyKey'])) return 'idempotencyKey';
+      if (!isString(op['accountId'])) return 'accountId';
+      if (op['authorizationId'] !== null && !isString(op['authorizationId'])) return 'authorizationId';
+      if (!Number.isSafeInteger(op['releaseHoldMinor']) || (op['releaseHoldMinor'] as number) < 0 || (op['releaseHoldMinor'] as number) > limits.amountMinorMax) return 'releaseHoldMinor';
+      if (!Number.isSafeInteger(op['postMinor']) || Math.abs(op['postMinor'] as number) > limits.amountMinorMax) return 'postMinor';
+      return isString(op['kind']) ? null : 'kind';
     case 'setCardStatus':
       if (!isString(op['pan'])) return 'pan';
       return (cardStatuses as readonly unknown[]).includes(op['status']) ? null : 'status';

@@ -1,0 +1,74 @@
+import { rmSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { machine, measure, median, startLoadedCluster, type LoadedCluster, type Measured } from './bench-lib.js';
+
+// Scale of the store: the same authorization benchmark against two clusters that
+// differ only in accounts per unit (default 10,000 and 2,000,000, the reference
+// system's shard size), measured in interleaved rounds in one run so that the
+// machine's noise hits both alike. The target: authTps at the large size within
+// 10% of the small size.
+
+const help = `Usage: npm run bench:scale -- [options]
+
+  --small N         accounts per unit of the small cluster (default 10000)
+  --large N         accounts per unit of the large cluster (default 2000000)
+  --connections N   closed-loop connections (default 256)
+  --duration S      seconds per measured phase (default 10)
+  --rounds N        interleaved rounds (default 3)
+  --seed N          workload seed (default 42)
+  --json            print one JSON object
+  --help            this text
+Issuing 4 x 2,000,000 accounts through the gateway takes a few minutes.`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      small: { type: 'string', default: '10000' }, large: { type: 'string', default: '2000000' },
+      connections: { type: 'string', default: '256' }, duration: { type: 'string', default: '10' },
+      rounds: { type: 'string', default: '3' }, seed: { type: 'string', default: '42' },
+      json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(help + '\n');
+    return;
+  }
+  const numbers = { small: Number(values.small), large: Number(values.large), connections: Number(values.connections), duration: Number(values.duration), rounds: Number(values.rounds), seed: Number(values.seed) };
+  for (const [name, value] of Object.entries(numbers)) if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer`);
+  const quiet = values.json === true;
+  const options = { connections: numbers.connections, durationSeconds: numbers.duration, rateDurationSeconds: numbers.duration, seed: numbers.seed };
+  const clusters: LoadedCluster[] = [];
+  try {
+    clusters.push(await startLoadedCluster(numbers.small * 4, 4, numbers.seed, quiet));
+    clusters.push(await startLoadedCluster(numbers.large * 4, 4, numbers.seed + 1, quiet));
+    const rounds: Array<Measured & { accountsPerUnit: number }> = [];
+    for (let round = 1; round <= numbers.rounds; round++) {
+      for (let i = 0; i < clusters.length; i++) {
+        const loaded = clusters[(i + round - 1) % clusters.length] as LoadedCluster;
+        const { measured } = await measure(loaded.target, loaded.cards, options, round, 'closed');
+        const accountsPerUnit = Math.round(loaded.issuance.issued / 4);
+        rounds.push({ ...measured, accountsPerUnit });
+        if (!quiet) process.stderr.write(`round ${round} ${String(accountsPerUnit).padStart(8)} accounts/unit ${String(measured.tps).padStart(7)} req/s  errors ${measured.errors + measured.non2xx}\n`);
+      }
+    }
+    const [small, large] = clusters as [LoadedCluster, LoadedCluster];
+    const tpsOf = (loaded: LoadedCluster): number => median(rounds.filter((m) => m.accountsPerUnit === Math.round(loaded.issuance.issued / 4)).map((m) => m.tps));
+    const result = {
+      accountsPerUnitSmall: Math.round(small.issuance.issued / 4), accountsPerUnitLarge: Math.round(large.issuance.issued / 4),
+      authTpsSmall: tpsOf(small), authTpsLarge: tpsOf(large), scaleRatio: Math.round((tpsOf(large) / tpsOf(small)) * 1000) / 1000,
+      issuanceSecondsLarge: Math.round(large.issuance.seconds), connections: numbers.connections, durationSeconds: numbers.duration, rounds, machine: machine(),
+    };
+    if (quiet) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stdout.write(`authTps ${result.authTpsSmall} at ${result.accountsPerUnitSmall}/unit, ${result.authTpsLarge} at ${result.accountsPerUnitLarge}/unit: ratio ${result.scaleRatio} (target >= 0.9)\n`);
+  } finally {
+    for (const loaded of clusters) {
+      await loaded.cluster.close();
+      rmSync(loaded.root, { recursive: true, force: true });
+    }
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:scale failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
