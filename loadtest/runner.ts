@@ -1,29 +1,41 @@
 import { autocannon } from './autocannon-binding.js';
 import type { AutocannonContext, AutocannonRawRequest } from './autocannon-binding.js';
+import { LatencyHistogram } from './histogram.js';
 import { assertLoadtest, loadtestLimits } from './limits.js';
+import { sendPaced } from './paced-sender.js';
+import type { PacedSink } from './paced-sender.js';
 import { PhaseCollector } from './phase-collector.js';
 import type { PhaseMode, PhaseResult, SecondBucket } from './run-result.js';
 import type { LoadRequest, Workload } from './workload.js';
 
-// Runs one phase of load with autocannon. Every request comes from the
-// workload model (setupRequest) and every answer goes back to it (onResponse),
-// so no two requests share a body except deliberate retries.
+// Runs one phase of load. Every request comes from the workload model and
+// every answer goes back to it (workload.observe), so no two requests share a
+// body except deliberate retries. Two engines:
 //
-// Latency is measured here, from the moment setupRequest hands a request to
-// the connection to the moment its answer is parsed. In fixed-rate mode
-// autocannon paces each connection at rate / connections requests per second;
-// a connection stuck on a slow answer cannot send the requests it owed, which
-// hides exactly the latencies that matter (coordinated omission). We correct
-// as HdrHistogram's recordValueWithExpectedInterval does: for an answer that
-// took L > interval, where interval = 1000 * connections / rate ms, we also
-// record L - interval, L - 2 * interval, ... down to interval. The raw,
-// uncorrected distribution is reported beside it. autocannon's own correction
-// is disabled because it passes ceil(1 / rate) as the interval, i.e. 1 ms.
+// Closed loop ("closed"): autocannon keeps `connections` requests in flight.
+// Latency is measured from the moment setupRequest hands a request to the
+// connection to the moment its answer is parsed; there is no schedule, so there
+// is nothing to correct.
 //
-// Limit: autocannon refills each connection's quota once per wall-clock
-// second, so within a second the sends are bunched rather than evenly spaced;
-// fixed-rate mode is "at most `rate` per second", and `sent` per second shows
-// when the target was not met.
+// Fixed rate ("rate"): paced-sender.ts sends request k at start + k / rate on an
+// undici pool, evenly spaced (the wrk2 approach). autocannon's overallRate was
+// replaced because it refills each connection's quota once per wall-clock
+// second and so fires a second's requests in a burst at its start; the queueing
+// that burst causes is the load generator's, and it made the p99 of a
+// fixed-rate run meaningless. The corrected latency (latencyMs) is measured
+// from each request's intended send time, so coordinated omission is corrected
+// exactly, by measurement; the synthetic samples of HdrHistogram's
+// recordValueWithExpectedInterval are no longer added (correctionSamples is 0).
+// latencyRawMs is measured from the moment the request was written on a
+// connection. At most rate * timeoutSeconds requests (and never more than
+// outstandingRequestsMax) are outstanding; a request due beyond that is not
+// sent and counts as a timeout, as does one still unanswered timeoutSeconds
+// after the phase's planned end.
+//
+// Limit: PhaseCollector takes one latency per answer and a run-level collector
+// merges each phase's raw histogram from it, so for fixed-rate phases the
+// run-level latencyRawMs holds the corrected latencies; the phase's own
+// totals.latencyRawMs is right (kept here and substituted).
 
 export interface RunPhaseOptions {
   url: string;
@@ -36,7 +48,11 @@ export interface RunPhaseOptions {
   name?: string;
   /** Offset of this phase on the run's time axis (for multi-phase runs). */
   startSecond?: number;
-  /** Seconds before a request without an answer counts as a timeout and its connection is reset. */
+  /**
+   * Seconds before a request without an answer counts as a timeout and its connection is reset.
+   * In "rate" mode also the depth of the backlog (rate * timeoutSeconds requests) and the
+   * longest wait for answers after the planned end.
+   */
   timeoutSeconds?: number;
   /** Called once per finished second, in order. */
   onSecond?: (bucket: SecondBucket) => void;
@@ -50,7 +66,7 @@ export interface RunPhaseOptions {
 
 export const timeoutSecondsDefault = 10;
 
-/** How long before the planned end the runner raises autocannon's stop flag. */
+/** How long before the planned end the runner raises autocannon's stop flag (closed loop only). */
 const stopLeadMs = 100;
 
 function checkPhaseOptions(options: RunPhaseOptions): void {
@@ -59,6 +75,8 @@ function checkPhaseOptions(options: RunPhaseOptions): void {
   assertLoadtest(options.connections <= loadtestLimits.connectionsMax, 'connections <= connectionsMax');
   assertLoadtest(Number.isInteger(options.durationSeconds) && options.durationSeconds >= 1, 'durationSeconds >= 1');
   assertLoadtest(options.durationSeconds <= loadtestLimits.phaseSecondsMax, 'durationSeconds <= phaseSecondsMax');
+  const timeoutSeconds = options.timeoutSeconds ?? timeoutSecondsDefault;
+  assertLoadtest(Number.isFinite(timeoutSeconds) && timeoutSeconds > 0, 'timeoutSeconds > 0');
   if (options.mode === 'rate') {
     const rate = options.rate ?? 0;
     assertLoadtest(Number.isInteger(rate) && rate >= 1 && rate <= loadtestLimits.rateMax, 'rate mode has a rate in [1, rateMax]');
@@ -92,19 +110,34 @@ function parseAnswer(body: string): ParsedAnswer {
   };
 }
 
+/** Feeds one answer to the workload and the collector; shared by both engines. */
+function recordAnswer(
+  collector: PhaseCollector, workload: Workload, request: LoadRequest,
+  status: number, body: string, nowMs: number, latencyMs: number,
+): void {
+  const answer = parseAnswer(body);
+  workload.observe(request, status, answer.json);
+  collector.recordResponse({
+    nowMs, latencyMs, status, bytes: body.length, request,
+    unit: answer.unit, version: answer.version, responseCode: answer.responseCode, approved: answer.approved,
+  });
+}
+
 /** Runs one phase against `url` and returns its per-second buckets and totals. */
 export async function runPhase(options: RunPhaseOptions): Promise<PhaseResult> {
   checkPhaseOptions(options);
   const clock = options.clock ?? (() => performance.now());
-  const rate = options.mode === 'rate' ? options.rate! : null;
-  // autocannon itself lowers connections to the rate when the rate is smaller.
-  const connections = rate === null ? options.connections : Math.min(options.connections, rate);
+  return options.mode === 'rate' ? runRatePhase(options, clock, options.rate!) : runClosedPhase(options, clock);
+}
+
+function runClosedPhase(options: RunPhaseOptions, clock: () => number): Promise<PhaseResult> {
+  const { connections } = options;
   const startMs = clock();
   const collector = new PhaseCollector({
     phase: options.name ?? options.mode,
     startMs,
     startSecond: options.startSecond ?? 0,
-    correctionIntervalMs: rate === null ? null : (1000 * connections) / rate,
+    correctionIntervalMs: null,
     durationSeconds: options.durationSeconds,
   });
   const { workload } = options;
@@ -121,12 +154,7 @@ export async function runPhase(options: RunPhaseOptions): Promise<PhaseResult> {
     const sentAtMs = context['sentAtMs'] as number | undefined;
     if (request === undefined || sentAtMs === undefined) return;
     const nowMs = clock();
-    const answer = parseAnswer(body);
-    workload.observe(request, status, answer.json);
-    collector.recordResponse({
-      nowMs, latencyMs: nowMs - sentAtMs, status, bytes: body.length, request,
-      unit: answer.unit, version: answer.version, responseCode: answer.responseCode, approved: answer.approved,
-    });
+    recordAnswer(collector, workload, request, status, body, nowMs, nowMs - sentAtMs);
   };
   const instance = autocannon({
     url: options.url,
@@ -135,34 +163,89 @@ export async function runPhase(options: RunPhaseOptions): Promise<PhaseResult> {
     pipelining: 1,
     timeout: options.timeoutSeconds ?? timeoutSecondsDefault,
     requests: [{ method: 'POST', path: '/v1/authorizations', setupRequest, onResponse }],
-    // autocannon rejects ignoreCoordinatedOmission without a rate.
-    ...(rate === null ? {} : { overallRate: rate, ignoreCoordinatedOmission: true }),
     excludeErrorStats: false,
   });
   instance.on('reqError', (error) => collector.recordError(clock(), /timed out/i.test(error.message) ? 'timeout' : 'connection'));
-  return finishPhase(options, instance, collector, clock, { rate, connections });
+  // autocannon checks its stop flag on a one-second tick; its own duration
+  // timer races that tick and can lose, adding a whole second. Raising the flag
+  // just before the last tick ends the phase on time.
+  const engine: PhaseEngine = {
+    done: instance, stop: () => instance.stop(),
+    plannedEndMs: startMs + options.durationSeconds * 1000, stopAfterMs: options.durationSeconds * 1000 - stopLeadMs,
+  };
+  return superviseEngine(options, engine, collector, clock, { rate: null, connections });
 }
 
-async function finishPhase(
-  options: RunPhaseOptions, instance: ReturnType<typeof autocannon>, collector: PhaseCollector,
+/** The backlog bound of a fixed-rate phase: a timeout's worth of requests, within outstandingRequestsMax. */
+export function outstandingMaxOf(rate: number, timeoutSeconds: number): number {
+  return Math.max(1, Math.min(loadtestLimits.outstandingRequestsMax, Math.ceil(rate * timeoutSeconds)));
+}
+
+async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate: number): Promise<PhaseResult> {
+  const timeoutSeconds = options.timeoutSeconds ?? timeoutSecondsDefault;
+  const startMs = clock();
+  // No correction interval: latency is measured from the intended send time,
+  // which already counts the waits a closed-loop client would omit; adding
+  // HdrHistogram's synthetic samples on top would count them twice.
+  const collector = new PhaseCollector({
+    phase: options.name ?? options.mode,
+    startMs,
+    startSecond: options.startSecond ?? 0,
+    correctionIntervalMs: null,
+    durationSeconds: options.durationSeconds,
+  });
+  // PhaseCollector keeps one latency per answer, so it gets the corrected one
+  // and the raw distribution (from the write on the connection) is kept here.
+  const raw = new LatencyHistogram();
+  const { workload } = options;
+  const sink: PacedSink = {
+    sent: (nowMs) => collector.recordSent(nowMs),
+    failed: (nowMs, kind) => collector.recordError(nowMs, kind),
+    answered: (answer, nowMs) => {
+      raw.recordMs(nowMs - answer.writtenMs);
+      recordAnswer(collector, workload, answer.request, answer.status, answer.bodyText(), nowMs, nowMs - answer.intendedMs);
+    },
+  };
+  const run = sendPaced({
+    url: options.url, connections: options.connections, rate, durationSeconds: options.durationSeconds,
+    timeoutSeconds, outstandingMax: outstandingMaxOf(rate, timeoutSeconds), startMs, clock, source: workload, sink,
+  });
+  const engine: PhaseEngine = { done: run.done, stop: run.stop, plannedEndMs: startMs + options.durationSeconds * 1000, stopAfterMs: null };
+  const phase = await superviseEngine(options, engine, collector, clock, { rate, connections: options.connections });
+  return { ...phase, totals: { ...phase.totals, latencyRawMs: raw.summaryMs() } };
+}
+
+/** A running load generator as the phase supervisor sees it. */
+interface PhaseEngine {
+  done: PromiseLike<unknown>;
+  stop(): void;
+  /** Clock milliseconds at which the phase is planned to end. */
+  plannedEndMs: number;
+  /** When to call stop() if the engine does not stop on time by itself, or null. */
+  stopAfterMs: number | null;
+}
+
+async function superviseEngine(
+  options: RunPhaseOptions, engine: PhaseEngine, collector: PhaseCollector,
   clock: () => number, shape: { rate: number | null; connections: number },
 ): Promise<PhaseResult> {
   const report = (buckets: readonly SecondBucket[]): void => {
     for (const bucket of buckets) options.onSecond?.(bucket);
   };
-  // Four checks a second so a second is reported soon after it ends.
-  const ticker = setInterval(() => report(collector.flushThrough(clock())), 250);
-  const stop = (): void => instance.stop();
+  // Four checks a second so a second is reported soon after it ends. The last
+  // planned second is left to collector.finish(): answers still arriving after
+  // the planned end (the fixed-rate sender waits for them) belong to it, and a
+  // flush before they arrive would open a nearly empty extra second for them.
+  const flushNotPastMs = engine.plannedEndMs - 1;
+  const ticker = setInterval(() => report(collector.flushThrough(Math.min(clock(), flushNotPastMs))), 250);
+  const stop = (): void => engine.stop();
   options.signal?.addEventListener('abort', stop, { once: true });
   if (options.signal?.aborted === true) stop();
-  // autocannon checks its stop flag on a one-second tick; its own duration
-  // timer races that tick and can lose, adding a whole second. Raising the flag
-  // just before the last tick ends the phase on time.
-  const stopTimer = setTimeout(stop, options.durationSeconds * 1000 - stopLeadMs);
+  const stopTimer = engine.stopAfterMs === null ? null : setTimeout(stop, engine.stopAfterMs);
   try {
-    await instance;
+    await engine.done;
   } finally {
-    clearTimeout(stopTimer);
+    if (stopTimer !== null) clearTimeout(stopTimer);
     clearInterval(ticker);
     options.signal?.removeEventListener('abort', stop);
   }
