@@ -8,7 +8,15 @@ export type BodyResult = { ok: true; body: Buffer } | { ok: false; error: ApiErr
 
 /** Reads a request body up to bytesMax; a larger body is an error and is drained, not buffered. */
 export function readBody(request: IncomingMessage, bytesMax: number): Promise<BodyResult> {
-  return new Promise((resolve) => {
+  return new Promise((resolve) => readBodyThen(request, bytesMax, resolve));
+}
+
+/**
+ * The callback form of readBody, for the authorization path: no promise and no
+ * async frame per request (measured: see BENCHMARKS.md, gateway CPU per request).
+ */
+export function readBodyThen(request: IncomingMessage, bytesMax: number, resolve: (result: BodyResult) => void): void {
+  {
     const declared = Number(request.headers['content-length'] ?? 0);
     if (declared > bytesMax) {
       request.resume();
@@ -35,7 +43,7 @@ export function readBody(request: IncomingMessage, bytesMax: number): Promise<Bo
       if (!failed) resolve({ ok: false, error: new ApiError('INVALID_FIELD', 'the request body was cut off', null) });
       failed = true;
     });
-  });
+  }
 }
 
 export function sendJsonText(response: ServerResponse, status: number, text: string): void {

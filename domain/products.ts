@@ -34,6 +34,20 @@ export interface Product {
   cvvRequiredChannels: Channel[];
   /** Months from issuance to card expiry. */
   cardValidityMonths: number;
+  /** Annual interest on purchases carried past the grace period, in basis points (1825 = 18.25%). */
+  purchaseAprBps: number;
+  /** Annual interest on cash advances, from the posting day, in basis points. */
+  cashAprBps: number;
+  /** Fee on each cash advance, in basis points of the amount. */
+  cashAdvanceFeeBps: number;
+  /** Fee when the minimum payment has not arrived by the due date, in billing-currency minor units. */
+  lateFeeMinor: number;
+  /** Minimum payment: this share of the statement balance, in basis points ... */
+  minimumPaymentBps: number;
+  /** ... but at least this much (or the whole balance when smaller). */
+  minimumPaymentMinor: number;
+  /** Days from the statement date to the payment due date. */
+  paymentDueDays: number;
 }
 
 export type ProductTable = Map<string, Product>;
@@ -61,6 +75,10 @@ function assertProduct(product: Product): void {
   assert(Number.isInteger(product.crossBorderFeeBps) && product.crossBorderFeeBps >= 0, `${where}: crossBorderFeeBps`);
   assert(Number.isSafeInteger(product.transactionAmountMinorMax) && product.transactionAmountMinorMax > 0, `${where}: max amount`);
   assert(Number.isInteger(product.cardValidityMonths) && product.cardValidityMonths > 0, `${where}: validity`);
+  for (const name of ['purchaseAprBps', 'cashAprBps', 'cashAdvanceFeeBps', 'lateFeeMinor', 'minimumPaymentBps', 'minimumPaymentMinor'] as const) {
+    assert(Number.isSafeInteger(product[name]) && product[name] >= 0, `${where}: ${name} is a non-negative integer`);
+  }
+  assert(Number.isInteger(product.paymentDueDays) && product.paymentDueDays > 0 && product.paymentDueDays < 28, `${where}: paymentDueDays 1..27`);
   for (const channel of product.cvvRequiredChannels) {
     assert((channels as readonly string[]).includes(channel), `${where}: cvvRequiredChannels has known channels`);
   }
