@@ -1,0 +1,113 @@
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { repoRoot } from '../deploy/cluster.js';
+import { calendarOf } from '../domain/authorize-rules.js';
+import { loadTopology } from '../domain/topology.js';
+import { addDays, isoDatePattern } from './accounting-rules.js';
+import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
+
+const help = `Usage: npm run batch -- <command> [options]
+
+Batch accounting, apart from authorization: clearing, posting, interest, fees,
+statements and reconciliation, with its own ledger store per unit. It reads each
+unit's journal through the unit's feed and sends postings back to the unit.
+
+Commands:
+  eod --date YYYY-MM-DD   run end of day for one business date (restartable: run it
+                          again after a crash and it resumes; nothing posts twice)
+  schedule                follow the simulated clock of the units and run end of day
+                          for every business day that ends (Ctrl-C to stop)
+
+Options:
+  --topology FILE   cluster topology with unit URLs (default: deploy/data/topology.json,
+                    written by npm start, else deploy/topology.json)
+  --batch-dir DIR   folder of the ledger stores (default: deploy/data/batch)
+  --threads N       worker threads (default 1: leaves the units their CPU)
+  --partitions N    partitions per unit (default ${partitionsDefault})
+  --poll-seconds S  schedule: how often to read the clock (default 5)
+  --json            print the result as one JSON object
+  --help            this text`;
+
+function printResult(result: EndOfDayResult, json: boolean): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
+  process.stdout.write(`end of day ${result.date}: ${result.tasks} tasks in ${result.seconds.toFixed(1)} s, ${result.mismatches} unexplained mismatches\n`);
+  for (const unit of result.units) {
+    const clearing = Object.entries(unit.clearing).map(([match, c]) => `${match} ${c.count}`).join(', ') || 'none';
+    process.stdout.write(`  ${unit.unit}: clearing ${clearing}; ledger entries ${unit.ledger.entries}, debits ${unit.ledger.debitMinor} = credits ${unit.ledger.creditMinor}; `
+      + `receivables ${unit.ledger.receivableMinor}, unit posted ${unit.postings.unitPostedMinor}; statements ${unit.statements}\n`);
+    for (const mismatch of unit.mismatches) process.stdout.write(`    MISMATCH ${mismatch}\n`);
+  }
+}
+
+async function unitDay(unitUrl: string, utcOffsetMinutes: number): Promise<string> {
+  const response = await request(`${unitUrl}/healthz`);
+  const body = (await response.body.json()) as { nowMs: number };
+  return calendarOf(body.nowMs, utcOffsetMinutes).day;
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      date: { type: 'string' }, topology: { type: 'string' }, 'batch-dir': { type: 'string' }, threads: { type: 'string', default: '1' },
+      partitions: { type: 'string', default: String(partitionsDefault) }, 'poll-seconds': { type: 'string', default: '5' },
+      json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+    },
+  });
+  const command = positionals[0];
+  if (values.help === true || command === undefined) {
+    process.stdout.write(help + '\n');
+    process.exit(values.help === true ? 0 : 2);
+  }
+  const generated = join(repoRoot, 'deploy/data/topology.json');
+  const topologyPath = values.topology ?? (existsSync(generated) ? generated : join(repoRoot, 'deploy/topology.json'));
+  const topology = loadTopology(topologyPath);
+  const batchRoot = values['batch-dir'] ?? join(repoRoot, 'deploy/data/batch');
+  const threads = Number(values.threads);
+  const partitions = Number(values.partitions);
+  const base = { topology: topology.file, topologyPath, batchRoot, threads, partitions };
+  const progress = (done: number, total: number, what: string): void => {
+    if (!values.json) process.stderr.write(`\r${done}/${total} ${what}`.padEnd(60));
+  };
+  if (command === 'eod') {
+    if (values.date === undefined || !isoDatePattern.test(values.date)) throw new Error('eod needs --date YYYY-MM-DD');
+    const result = await runEndOfDay({ ...base, date: values.date, onProgress: progress });
+    if (!values.json) process.stderr.write('\n');
+    printResult(result, values.json === true);
+    process.exitCode = result.mismatches === 0 ? 0 : 3;
+    return;
+  }
+  if (command === 'schedule') return schedule(base, Number(values['poll-seconds']), values.json === true);
+  throw new Error(`unknown command "${command}" (eod, schedule)`);
+}
+
+async function schedule(base: Omit<Parameters<typeof runEndOfDay>[0], 'date'>, pollSeconds: number, json: boolean): Promise<void> {
+  const statePath = join(base.batchRoot, 'schedule.json');
+  mkdirSync(base.batchRoot, { recursive: true });
+  const firstUnit = base.topology.units[0];
+  if (firstUnit === undefined) throw new Error('the topology has no units');
+  const today = await unitDay(firstUnit.url, base.topology.businessDayUtcOffsetMinutes);
+  let last = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as { lastDate: string }).lastDate : addDays(today, -1);
+  process.stderr.write(`following the units' clock: today is ${today}, last end of day ${last}\n`);
+  for (;;) {
+    const now = await unitDay(firstUnit.url, base.topology.businessDayUtcOffsetMinutes);
+    while (addDays(last, 1) < now) {
+      const date = addDays(last, 1);
+      const result = await runEndOfDay({ ...base, date });
+      printResult(result, json);
+      last = date;
+      writeFileSync(statePath, JSON.stringify({ lastDate: last }));
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollSeconds * 1000));
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`batch: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

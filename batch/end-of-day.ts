@@ -1,0 +1,80 @@
+import { join } from 'node:path';
+import { Piscina } from 'piscina';
+import { repoRoot } from '../deploy/cluster.js';
+import { assert } from '../domain/limits.js';
+import type { TopologyFile } from '../domain/topology.js';
+import { isoDatePattern } from './accounting-rules.js';
+import { ledgerPath } from './ledger-store.js';
+import type { Reconciliation } from './reconcile.js';
+import type { BatchTask } from './worker.js';
+
+// End of day for one business date over every unit: per unit, read the journal
+// feed, take the network's clearing file, post it and the payments, accrue
+// interest, cut statements, send the postings back to the unit, read the feed
+// again for the unit's acknowledgements, and reconcile. A unit's partitions are
+// tasks in a piscina pool whose thread count is bounded (default 1), so the run
+// leaves the authorization processes their CPU. Units proceed independently.
+
+export interface EndOfDayOptions {
+  topology: TopologyFile;
+  topologyPath: string;
+  /** Folder of the ledger stores (one subfolder per unit). */
+  batchRoot: string;
+  date: string;
+  threads: number;
+  partitions: number;
+  onProgress?: (done: number, total: number, what: string) => void;
+}
+
+export interface EndOfDayResult {
+  date: string;
+  seconds: number;
+  tasks: number;
+  units: Reconciliation[];
+  mismatches: number;
+}
+
+export const partitionsDefault = 8;
+
+export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayResult> {
+  assert(isoDatePattern.test(options.date), 'the business date is YYYY-MM-DD');
+  assert(Number.isInteger(options.threads) && options.threads >= 1, 'threads >= 1');
+  assert(Number.isInteger(options.partitions) && options.partitions >= 1, 'partitions >= 1');
+  const started = performance.now();
+  const pool = new Piscina<BatchTask, unknown>({
+    filename: join(repoRoot, 'dist/batch/worker.js'), minThreads: options.threads, maxThreads: options.threads, idleTimeout: 1_000,
+  });
+  const perUnit = 3 + 4 * options.partitions;
+  const total = perUnit * options.topology.units.length;
+  let done = 0;
+  const run = async <R>(task: BatchTask, what: string): Promise<R> => {
+    const result = (await pool.run(task)) as R;
+    done++;
+    options.onProgress?.(done, total, what);
+    return result;
+  };
+  try {
+    const units = await Promise.all(options.topology.units.map((unit) => runUnit(unit.id, unit.url, options, run)));
+    return {
+      date: options.date, seconds: (performance.now() - started) / 1000, tasks: done, units,
+      mismatches: units.reduce((sum, unit) => sum + unit.mismatches.length, 0),
+    };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+type Runner = <R>(task: BatchTask, what: string) => Promise<R>;
+
+async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions, run: Runner): Promise<Reconciliation> {
+  const path = ledgerPath(options.batchRoot, unitId);
+  const partitions = Array.from({ length: options.partitions }, (_, index) => index);
+  const sync = (): Promise<number> => run({ kind: 'sync', ledgerPath: path, unitUrl, topologyPath: options.topologyPath, partitions: options.partitions }, `${unitId} feed`);
+  await sync();
+  for (const step of ['clear', 'post', 'accrue'] as const) {
+    await Promise.all(partitions.map((partition) => run({ kind: 'step', step, ledgerPath: path, date: options.date, partition, topologyPath: options.topologyPath }, `${unitId} ${step} ${partition}`)));
+  }
+  await Promise.all(partitions.map((partition) => run({ kind: 'send', ledgerPath: path, unitUrl, partition }, `${unitId} send ${partition}`)));
+  await sync();
+  return run<Reconciliation>({ kind: 'reconcile', ledgerPath: path, unitId, date: options.date }, `${unitId} reconcile`);
+}

@@ -1,0 +1,227 @@
+import type Database from 'better-sqlite3';
+import { assert } from '../domain/limits.js';
+import type { Product, ProductTable } from '../domain/products.js';
+import {
+  addDays, applyPayment, balanceEffect, dailyInterestUnits, dayOfMonth, feeOnMinor, interestToPost,
+  minimumPaymentMinor, postingLines, type Buckets, type PostingKind,
+} from './accounting-rules.js';
+import { markStepDone, stepDone } from './ledger-store.js';
+import {
+  chargebackAfterDays, chargebacksFor, forcePostsFor, paymentFor, presentmentLookbackDays, presentmentsFor, refundsFor,
+  type AuthorizationView, type ClearingRecord,
+} from './network-simulator.js';
+
+// The steps of end of day for one business date and one partition of a unit's
+// accounts. Each step is one SQLite transaction that also records the step as
+// done: a run killed at any point redoes at most the step it was in, and a step
+// found done is skipped. Every posting writes its balanced ledger lines, moves the
+// account's balance buckets and queues the same amount for the unit (outbox).
+
+export interface StepContext {
+  db: Database.Database;
+  date: string;
+  partition: number;
+  products: ProductTable;
+}
+
+interface AccountRow {
+  account_id: string;
+  product: string;
+  currency: string;
+  cycle_day: number;
+  purchase_minor: number;
+  cash_minor: number;
+  fee_minor: number;
+  interest_minor: number;
+  accrued_units: number;
+  grace: number;
+  statement_date: string;
+  statement_closing: number;
+  minimum_due: number;
+  due_date: string;
+  paid_since_statement: number;
+}
+
+export function runStep(step: 'clear' | 'post' | 'accrue', context: StepContext): number {
+  const { db, date, partition } = context;
+  if (stepDone(db, date, step, partition)) return 0;
+  const work = step === 'clear' ? clear : step === 'post' ? post : accrue;
+  return db.transaction(() => {
+    const count = work(context);
+    markStepDone(db, date, step, partition);
+    return count;
+  }).immediate();
+}
+
+/** The network's clearing file for the date, stored before anything is posted from it. */
+function clear({ db, date, partition, products }: StepContext): number {
+  const auths = (db.prepare(`SELECT a.authorization_id AS authorizationId, a.account_id AS accountId, a.type, a.approved_date AS approvedDate,
+      a.base_minor AS baseMinor, a.fee_minor AS feeMinor, a.hold_minor AS holdMinor, a.status, c.product
+    FROM authorizations a JOIN accounts c ON c.account_id = a.account_id
+    WHERE a.partition = ? AND a.approved_date >= ? AND a.approved_date < ?`).all(partition, addDays(date, -presentmentLookbackDays), date)) as Array<AuthorizationView & { product: string }>;
+  const expiryDays = (auth: AuthorizationView): number => products.get((auth as AuthorizationView & { product: string }).product)?.holdExpiryDays ?? 7;
+  const accountIds = db.prepare('SELECT account_id FROM accounts WHERE partition = ? AND opened_date < ?').pluck().all(partition, date) as string[];
+  const presentedEarlier = db.prepare(`SELECT record_id AS recordId, account_id AS accountId, amount_minor AS amountMinor FROM clearing
+    WHERE business_date = ? AND partition = ? AND kind = 'purchase'`).all(addDays(date, -chargebackAfterDays), partition) as Array<{ recordId: string; accountId: string; amountMinor: number }>;
+  const records: ClearingRecord[] = [
+    ...presentmentsFor(date, auths, expiryDays), ...refundsFor(date, auths), ...forcePostsFor(date, accountIds), ...chargebacksFor(presentedEarlier),
+  ];
+  const insert = db.prepare(`INSERT OR IGNORE INTO clearing (record_id, business_date, partition, kind, match, authorization_id, account_id, amount_minor, fee_minor, release_minor)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  for (const r of records) insert.run(r.recordId, date, partition, r.kind, r.match, r.authorizationId, r.accountId, r.amountMinor, r.feeMinor, r.releaseMinor);
+  return records.length;
+}
+
+class Poster {
+  private readonly insertEntry;
+  private readonly insertLine;
+  private readonly insertOutbox;
+  constructor(private readonly db: Database.Database, private readonly date: string, private readonly partition: number) {
+    this.insertEntry = db.prepare('INSERT INTO entries (reference, business_date, account_id, kind, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)');
+    this.insertLine = db.prepare('INSERT INTO lines (reference, line, ledger_account, debit_minor, credit_minor) VALUES (?, ?, ?, ?, ?)');
+    this.insertOutbox = db.prepare('INSERT INTO outbox (reference, partition, account_id, authorization_id, release_minor, post_minor, kind) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  }
+
+  /** One ledger entry with its balanced lines. */
+  entry(reference: string, account: AccountRow, kind: PostingKind, amountMinor: number): void {
+    const lines = postingLines(kind, account.account_id, amountMinor);
+    assert(lines.reduce((sum, line) => sum + line.debitMinor - line.creditMinor, 0) === 0, 'every posting balances');
+    this.insertEntry.run(reference, this.date, account.account_id, kind, amountMinor, account.currency);
+    lines.forEach((line, index) => this.insertLine.run(reference, index, line.ledgerAccount, line.debitMinor, line.creditMinor));
+  }
+
+  /** What the unit must apply: release of a hold and the change of the posted balance. */
+  outbox(reference: string, account: AccountRow, authorizationId: string | null, releaseMinor: number, postMinor: number, kind: string): void {
+    this.insertOutbox.run(reference, this.partition, account.account_id, authorizationId, releaseMinor, postMinor, kind);
+  }
+}
+
+const selectAccount = 'SELECT * FROM accounts WHERE account_id = ?';
+const updateAccount = `UPDATE accounts SET purchase_minor = ?, cash_minor = ?, fee_minor = ?, interest_minor = ?, accrued_units = ?, grace = ?,
+  statement_date = ?, statement_closing = ?, minimum_due = ?, due_date = ?, paid_since_statement = ? WHERE account_id = ?`;
+
+function saveAccount(statement: Database.Statement, a: AccountRow): void {
+  statement.run(a.purchase_minor, a.cash_minor, a.fee_minor, a.interest_minor, a.accrued_units, a.grace, a.statement_date,
+    a.statement_closing, a.minimum_due, a.due_date, a.paid_since_statement, a.account_id);
+}
+
+/** Posts the date's clearing records and the customers' payments. */
+function post({ db, date, partition, products }: StepContext): number {
+  const poster = new Poster(db, date, partition);
+  const read = db.prepare(selectAccount);
+  const save = db.prepare(updateAccount);
+  const records = db.prepare('SELECT * FROM clearing WHERE business_date = ? AND partition = ? AND posted = 0 ORDER BY record_id').all(date, partition) as Array<Record<string, unknown>>;
+  for (const record of records) {
+    const account = read.get(record['account_id']) as AccountRow | undefined;
+    assert(account !== undefined, 'a clearing record names an account of the unit');
+    const product = products.get(account.product) as Product;
+    postClearing(poster, account, record, product);
+    saveAccount(save, account);
+  }
+  db.prepare('UPDATE clearing SET posted = 1 WHERE business_date = ? AND partition = ?').run(date, partition);
+  const payers = db.prepare('SELECT * FROM accounts WHERE partition = ? AND due_date = ? AND statement_closing > 0').all(partition, addDays(date, 3)) as AccountRow[];
+  for (const account of payers) {
+    const paymentMinor = paymentFor(account.account_id, account.statement_date, account.statement_closing, account.minimum_due);
+    if (paymentMinor <= 0) continue;
+    const reference = `pay:${account.account_id}:${account.statement_date}`;
+    poster.entry(reference, account, 'payment', paymentMinor);
+    poster.outbox(reference, account, null, 0, -paymentMinor, 'payment');
+    setBuckets(account, applyPayment(bucketsOf(account), paymentMinor));
+    account.paid_since_statement += paymentMinor;
+    saveAccount(save, account);
+  }
+  return records.length + payers.length;
+}
+
+function postClearing(poster: Poster, account: AccountRow, record: Record<string, unknown>, product: Product): void {
+  const reference = String(record['record_id']);
+  const kind = String(record['kind']) as PostingKind;
+  const amountMinor = Number(record['amount_minor']);
+  const authorizationId = (record['authorization_id'] as string | null) ?? null;
+  // The cross-border fee rides on the authorization; a cash advance adds the product's fee.
+  const feeMinor = Number(record['fee_minor']) + (kind === 'cash' ? feeOnMinor(amountMinor, product.cashAdvanceFeeBps) : 0);
+  poster.entry(reference, account, kind, amountMinor);
+  if (feeMinor > 0) poster.entry(`${reference}:fee`, account, 'fee', feeMinor);
+  const releaseMinor = authorizationId === null || kind === 'refund' ? 0 : Number(record['release_minor']);
+  poster.outbox(reference, account, kind === 'refund' ? null : authorizationId, releaseMinor, balanceEffect(kind, amountMinor) + feeMinor, kind);
+  if (kind === 'cash') account.cash_minor += amountMinor;
+  else account.purchase_minor += balanceEffect(kind, amountMinor);
+  account.fee_minor += feeMinor;
+}
+
+function bucketsOf(a: AccountRow): Buckets {
+  return { purchaseMinor: a.purchase_minor, cashMinor: a.cash_minor, feeMinor: a.fee_minor, interestMinor: a.interest_minor };
+}
+
+function setBuckets(a: AccountRow, b: Buckets): void {
+  a.purchase_minor = b.purchaseMinor;
+  a.cash_minor = b.cashMinor;
+  a.fee_minor = b.feeMinor;
+  a.interest_minor = b.interestMinor;
+}
+
+export function balanceOf(a: Pick<AccountRow, 'purchase_minor' | 'cash_minor' | 'fee_minor' | 'interest_minor'>): number {
+  return a.purchase_minor + a.cash_minor + a.fee_minor + a.interest_minor;
+}
+
+/** Daily interest accrual, late fees after a missed due date, and statements on the cycle day. */
+function accrue({ db, date, partition, products }: StepContext): number {
+  const poster = new Poster(db, date, partition);
+  const save = db.prepare(updateAccount);
+  const periodTotals = db.prepare('SELECT kind, sum(amount_minor) AS total FROM entries WHERE account_id = ? AND business_date > ? AND business_date <= ? GROUP BY kind');
+  const insertStatement = db.prepare(`INSERT INTO statements (account_id, statement_date, opening_minor, purchases_minor, cash_minor, credits_minor, payments_minor,
+    fees_minor, interest_minor, closing_minor, minimum_payment_minor, due_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  const rows = db.prepare("SELECT * FROM accounts WHERE partition = ? AND opened_date <= ?").all(partition, date) as AccountRow[];
+  let statements = 0;
+  const cycleToday = dayOfMonth(date);
+  for (const account of rows) {
+    const product = products.get(account.product) as Product;
+    account.accrued_units += dailyInterestUnits(account.cash_minor, product.cashAprBps);
+    if (account.grace === 0) account.accrued_units += dailyInterestUnits(account.purchase_minor, product.purchaseAprBps);
+    if (account.due_date !== '' && addDays(account.due_date, 1) === date) settleDueDate(poster, account, product);
+    if (account.cycle_day === cycleToday) {
+      cutStatement(poster, account, product, date, periodTotals, insertStatement);
+      statements++;
+    }
+    saveAccount(save, account);
+  }
+  return statements;
+}
+
+function settleDueDate(poster: Poster, account: AccountRow, product: Product): void {
+  if (account.paid_since_statement < account.minimum_due) {
+    const reference = `late:${account.account_id}:${account.statement_date}`;
+    poster.entry(reference, account, 'fee', product.lateFeeMinor);
+    poster.outbox(reference, account, null, 0, product.lateFeeMinor, 'late-fee');
+    account.fee_minor += product.lateFeeMinor;
+  }
+  // Paid in full by the due date keeps the interest-free grace on purchases; anything less loses it.
+  account.grace = account.paid_since_statement >= account.statement_closing ? 1 : 0;
+}
+
+function cutStatement(poster: Poster, account: AccountRow, product: Product, date: string, periodTotals: Database.Statement, insert: Database.Statement): void {
+  const interest = interestToPost(account.accrued_units);
+  account.accrued_units = interest.remainderUnits;
+  if (interest.postMinor > 0) {
+    const reference = `interest:${account.account_id}:${date}`;
+    poster.entry(reference, account, 'interest', interest.postMinor);
+    poster.outbox(reference, account, null, 0, interest.postMinor, 'interest');
+    account.interest_minor += interest.postMinor;
+  }
+  const since = account.statement_date === '' ? '0000-00-00' : account.statement_date;
+  const totals = new Map((periodTotals.all(account.account_id, since, date) as Array<{ kind: string; total: number }>).map((row) => [row.kind, row.total]));
+  const of = (kind: string): number => totals.get(kind) ?? 0;
+  const opening = account.statement_closing;
+  const purchases = of('purchase') + of('force');
+  const credits = of('refund') + of('chargeback');
+  const closing = balanceOf(account);
+  assert(opening + purchases + of('cash') + of('fee') + of('interest') - credits - of('payment') === closing, 'a statement adds up to its closing balance');
+  const minimum = minimumPaymentMinor(closing, product);
+  const due = addDays(date, product.paymentDueDays);
+  insert.run(account.account_id, date, opening, purchases, of('cash'), credits, of('payment'), of('fee'), of('interest'), closing, minimum, due);
+  account.statement_date = date;
+  account.statement_closing = closing;
+  account.minimum_due = minimum;
+  account.due_date = closing > 0 ? due : '';
+  account.paid_since_statement = 0;
+}

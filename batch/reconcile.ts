@@ -1,0 +1,55 @@
+import type Database from 'better-sqlite3';
+import { readMeta } from './ledger-store.js';
+
+// Reconciliation of one unit for one business date: authorizations against
+// clearing against the ledger against the unit. Every total that must agree is
+// compared, and every disagreement is listed with what it concerns. Explained
+// differences (late presentments, force posts, expiries) are counted by kind and
+// are not mismatches.
+
+export interface Reconciliation {
+  unit: string;
+  date: string;
+  authorizations: Record<string, { count: number; holdMinor: number }>;
+  clearing: Record<string, { count: number; amountMinor: number }>;
+  ledger: { debitMinor: number; creditMinor: number; receivableMinor: number; accountBalancesMinor: number; entries: number };
+  postings: { sentMinor: number; unitPostedMinor: number; unsent: number; rejected: number };
+  statements: number;
+  mismatches: string[];
+}
+
+export function reconcile(db: Database.Database, unitId: string, date: string): Reconciliation {
+  const authorizations: Reconciliation['authorizations'] = {};
+  for (const row of db.prepare('SELECT status, count(*) AS count, coalesce(sum(hold_minor), 0) AS hold FROM authorizations GROUP BY status').all() as Array<{ status: string; count: number; hold: number }>) {
+    authorizations[row.status] = { count: row.count, holdMinor: row.hold };
+  }
+  const clearing: Reconciliation['clearing'] = {};
+  for (const row of db.prepare('SELECT match, count(*) AS count, sum(amount_minor) AS amount FROM clearing WHERE business_date = ? GROUP BY match').all(date) as Array<{ match: string; count: number; amount: number }>) {
+    clearing[row.match] = { count: row.count, amountMinor: row.amount };
+  }
+  const totals = db.prepare('SELECT coalesce(sum(debit_minor), 0) AS debit, coalesce(sum(credit_minor), 0) AS credit FROM lines').get() as { debit: number; credit: number };
+  const receivable = db.prepare("SELECT coalesce(sum(debit_minor - credit_minor), 0) FROM lines WHERE ledger_account LIKE 'customer:%'").pluck().get() as number;
+  const balances = db.prepare('SELECT coalesce(sum(purchase_minor + cash_minor + fee_minor + interest_minor), 0) FROM accounts').pluck().get() as number;
+  const entries = db.prepare('SELECT count(*) FROM entries').pluck().get() as number;
+  const sentMinor = db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number;
+  const unsent = db.prepare('SELECT count(*) FROM outbox WHERE sent = 0').pluck().get() as number;
+  const rejected = db.prepare('SELECT reference, account_id FROM outbox WHERE sent = 2').all() as Array<{ reference: string; account_id: string }>;
+  const unitPostedMinor = Number(readMeta(db, 'unitPostedMinor') ?? '0');
+  const unmatched = db.prepare(`SELECT c.record_id FROM clearing c LEFT JOIN authorizations a ON a.authorization_id = c.authorization_id
+    WHERE c.business_date = ? AND c.authorization_id IS NOT NULL AND a.authorization_id IS NULL`).pluck().all(date) as string[];
+  const unposted = db.prepare('SELECT record_id FROM clearing WHERE business_date = ? AND posted = 0').pluck().all(date) as string[];
+  const mismatches: string[] = [];
+  if (totals.debit !== totals.credit) mismatches.push(`ledger debits ${totals.debit} != credits ${totals.credit}`);
+  if (receivable !== balances) mismatches.push(`customer receivables ${receivable} != account balances ${balances}`);
+  if (sentMinor !== unitPostedMinor) mismatches.push(`postings sent ${sentMinor} != posted by the unit ${unitPostedMinor}`);
+  if (unsent > 0) mismatches.push(`${unsent} postings not yet sent to the unit`);
+  for (const row of rejected) mismatches.push(`posting ${row.reference} rejected by the unit (account ${row.account_id})`);
+  for (const id of unmatched) mismatches.push(`clearing ${id} names an authorization the unit never approved`);
+  for (const id of unposted) mismatches.push(`clearing ${id} not posted`);
+  const statements = db.prepare('SELECT count(*) FROM statements WHERE statement_date = ?').pluck().get(date) as number;
+  return {
+    unit: unitId, date, authorizations, clearing,
+    ledger: { debitMinor: totals.debit, creditMinor: totals.credit, receivableMinor: receivable, accountBalancesMinor: balances, entries },
+    postings: { sentMinor, unitPostedMinor, unsent, rejected: rejected.length }, statements, mismatches,
+  };
+}

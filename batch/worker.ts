@@ -1,0 +1,52 @@
+import type Database from 'better-sqlite3';
+import { loadTopology, type Topology } from '../domain/topology.js';
+import { runStep } from './eod-steps.js';
+import { syncFeed } from './feed-sync.js';
+import { openLedger } from './ledger-store.js';
+import { reconcile, type Reconciliation } from './reconcile.js';
+import { sendPostings } from './send-postings.js';
+
+// A piscina worker: runs one task of an end-of-day run against one unit's ledger.
+// Each worker thread keeps its own SQLite connections and parsed topology.
+
+export type BatchTask =
+  | { kind: 'sync'; ledgerPath: string; unitUrl: string; topologyPath: string; partitions: number }
+  | { kind: 'step'; step: 'clear' | 'post' | 'accrue'; ledgerPath: string; date: string; partition: number; topologyPath: string }
+  | { kind: 'send'; ledgerPath: string; unitUrl: string; partition: number }
+  | { kind: 'reconcile'; ledgerPath: string; unitId: string; date: string };
+
+const ledgers = new Map<string, Database.Database>();
+const topologies = new Map<string, Topology>();
+
+function ledger(path: string): Database.Database {
+  let db = ledgers.get(path);
+  if (db === undefined) {
+    db = openLedger(path);
+    ledgers.set(path, db);
+  }
+  return db;
+}
+
+function topology(path: string): Topology {
+  let loaded = topologies.get(path);
+  if (loaded === undefined) {
+    loaded = loadTopology(path);
+    topologies.set(path, loaded);
+  }
+  return loaded;
+}
+
+export default async function run(task: BatchTask): Promise<number | Reconciliation> {
+  switch (task.kind) {
+    case 'sync': {
+      const { fx, file } = topology(task.topologyPath);
+      return syncFeed(ledger(task.ledgerPath), { unitUrl: task.unitUrl, partitions: task.partitions, fx, utcOffsetMinutes: file.businessDayUtcOffsetMinutes });
+    }
+    case 'step':
+      return runStep(task.step, { db: ledger(task.ledgerPath), date: task.date, partition: task.partition, products: topology(task.topologyPath).products });
+    case 'send':
+      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.partition);
+    case 'reconcile':
+      return reconcile(ledger(task.ledgerPath), task.unitId, task.date);
+  }
+}
