@@ -71,7 +71,11 @@ async function main(): Promise<void> {
   const threads = Number(values.threads);
   const partitions = Number(values.partitions);
   const base = { topology: topology.file, topologyPath, batchRoot, threads, partitions };
+  // Fault injection for the restart tests: DSU_BATCH_KILL_AFTER_TASKS=N kills this
+  // process with SIGKILL once N tasks have finished, the way a crash would.
+  const killAfter = Number(process.env['DSU_BATCH_KILL_AFTER_TASKS'] ?? 'NaN');
   const progress = (done: number, total: number, what: string): void => {
+    if (done >= killAfter) process.kill(process.pid, 'SIGKILL');
     if (!values.json) process.stderr.write(`\r${done}/${total} ${what}`.padEnd(60));
   };
   if (command === 'eod') {

@@ -1,0 +1,107 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot, type Cluster } from '../deploy/cluster.js';
+import { issueCards, syntheticApplicants } from '../deploy/bulk-issuance.js';
+import { calendarOf } from '../domain/authorize-rules.js';
+import { addDays } from '../batch/accounting-rules.js';
+import { runEndOfDay, type EndOfDayResult } from '../batch/end-of-day.js';
+import { ledgerPath, openLedger } from '../batch/ledger-store.js';
+import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
+import { call, startCluster } from './helpers.js';
+
+// A simulated stretch of days: 2,000 accounts, a few seconds of realistic traffic
+// (purchases, cash, refunds, reversals, increments, foreign currency), then end of
+// day for twelve business days with the units' clock moving a day before each run
+// (so holds expire and late presentments arrive). Every day must reconcile with
+// no unexplained mismatch, and over the stretch every clearing case must occur.
+// On the busiest day a second copy of the ledger is run by the CLI, killed with
+// SIGKILL midway, and run again: it must end identical to the uninterrupted run.
+
+let cluster: Cluster;
+let root: string;
+let close: () => Promise<void>;
+
+beforeAll(async () => {
+  ({ cluster, root, close } = await startCluster(2));
+  await issueCards({
+    gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(2_000, 11), bands: cluster.topology.issuance.scoreBands,
+    currency: 'CNY', cardsPath: join(root, 'cards.ndjson'),
+  });
+  const cards = await loadCards(join(root, 'cards.ndjson'));
+  await runPhase({ url: cluster.gatewayUrl, workload: createWorkload({ cards, seed: 5, keyPrefix: `restart-${Date.now()}` }), mode: 'closed', connections: 32, durationSeconds: 3 });
+});
+
+afterAll(async () => {
+  await close();
+});
+
+const tables = ['authorizations', 'accounts', 'clearing', 'entries', 'lines', 'statements', 'outbox'] as const;
+
+function dump(path: string): Record<string, unknown[]> {
+  const db = new Database(path, { readonly: true });
+  try {
+    return Object.fromEntries(tables.map((table) => [table, db.prepare(`SELECT * FROM ${table} ORDER BY 1, 2`).all()]));
+  } finally {
+    db.close();
+  }
+}
+
+function backup(from: string, to: string): Promise<unknown> {
+  mkdirSync(join(to, '..'), { recursive: true });
+  const db = openLedger(from);
+  return db.backup(to).finally(() => db.close());
+}
+
+function runCli(date: string, batchRoot: string, env: Record<string, string> = {}): ReturnType<typeof spawnSync> {
+  return spawnSync(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), 'eod', '--date', date, '--topology', cluster.topologyPath, '--batch-dir', batchRoot, '--partitions', '4', '--json'], {
+    env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000,
+  });
+}
+
+async function advanceUnitClocks(days: number): Promise<void> {
+  for (const unit of cluster.topology.units) {
+    const answer = await call(unit.url, 'POST', '/admin/clock', { advanceMs: days * 86_400_000 });
+    expect(answer.status).toBe(200);
+  }
+}
+
+describe('end of day over a simulated stretch of days', () => {
+  it('reconciles every day, covers every clearing case, and resumes after kill -9 to the same ledger', async () => {
+    const health = await call(cluster.topology.units[0]!.url, 'GET', '/healthz');
+    const today = calendarOf(health.body.nowMs as number, cluster.topology.businessDayUtcOffsetMinutes).day;
+    const batchRoot = join(root, 'batch-a');
+    const results: EndOfDayResult[] = [];
+    for (let offset = 0; offset < 12; offset++) {
+      const date = addDays(today, offset);
+      await advanceUnitClocks(1);
+      if (offset !== 1) {
+        results.push(await runEndOfDay({ topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, date, threads: 1, partitions: 4 }));
+        continue;
+      }
+      // The busiest day: most presentments land the day after the traffic.
+      const before = join(root, 'snapshot');
+      for (const unit of cluster.topology.units) await backup(ledgerPath(batchRoot, unit.id), ledgerPath(before, unit.id));
+      results.push(await runEndOfDay({ topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, date, threads: 1, partitions: 4 }));
+      const killed = runCli(date, before, { DSU_BATCH_KILL_AFTER_TASKS: '20' });
+      expect(killed.signal).toBe('SIGKILL');
+      const resumed = runCli(date, before);
+      expect(resumed.status, String(resumed.stderr)).toBe(0);
+      for (const unit of cluster.topology.units) {
+        expect(dump(ledgerPath(before, unit.id))).toEqual(dump(ledgerPath(batchRoot, unit.id)));
+      }
+    }
+    for (const result of results) expect(result.units.flatMap((unit) => unit.mismatches), result.date).toEqual([]);
+    const matches = new Set(results.flatMap((result) => result.units.flatMap((unit) => Object.keys(unit.clearing))));
+    expect([...matches].sort()).toEqual(['chargeback', 'force', 'late', 'matched', 'refund']);
+    const ledger = new Database(ledgerPath(batchRoot, cluster.topology.units[0]!.id), { readonly: true });
+    try {
+      expect(ledger.prepare("SELECT count(*) FROM clearing WHERE record_id LIKE '%:p2'").pluck().get()).toBeGreaterThan(0);
+      expect(ledger.prepare("SELECT count(*) FROM authorizations WHERE status = 'expired'").pluck().get()).toBeGreaterThan(0);
+    } finally {
+      ledger.close();
+    }
+  });
+});
