@@ -74,25 +74,27 @@ function clear({ db, date, partition, products }: StepContext): number {
 
 class Poster {
   private readonly insertEntry;
-  private readonly insertLine;
   private readonly insertOutbox;
-  constructor(private readonly db: Database.Database, private readonly date: string, private readonly partition: number) {
-    this.insertEntry = db.prepare('INSERT INTO entries (reference, business_date, account_id, kind, amount_minor, currency) VALUES (?, ?, ?, ?, ?, ?)');
-    this.insertLine = db.prepare('INSERT INTO lines (reference, line, ledger_account, debit_minor, credit_minor) VALUES (?, ?, ?, ?, ?)');
-    this.insertOutbox = db.prepare('INSERT INTO outbox (reference, partition, account_id, authorization_id, release_minor, post_minor, kind) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  constructor(db: Database.Database, private readonly date: string, private readonly partition: number) {
+    this.insertEntry = db.prepare(`INSERT INTO entries (reference, business_date, account_id, kind, amount_minor, currency, debit_ledger, credit_ledger)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.insertOutbox = db.prepare('INSERT INTO outbox (reference, partition, account_id, releases, post_minor, kind) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
-  /** One ledger entry with its balanced lines. */
+  /** One ledger entry: a debit and a credit of the same amount. */
   entry(reference: string, account: AccountRow, kind: PostingKind, amountMinor: number): void {
     const lines = postingLines(kind, account.account_id, amountMinor);
-    assert(lines.reduce((sum, line) => sum + line.debitMinor - line.creditMinor, 0) === 0, 'every posting balances');
-    this.insertEntry.run(reference, this.date, account.account_id, kind, amountMinor, account.currency);
-    lines.forEach((line, index) => this.insertLine.run(reference, index, line.ledgerAccount, line.debitMinor, line.creditMinor));
+    const debit = lines.find((line) => line.debitMinor > 0);
+    const credit = lines.find((line) => line.creditMinor > 0);
+    assert(lines.length === 2 && debit !== undefined && credit !== undefined, 'a posting is one debit and one credit');
+    assert(debit.debitMinor === credit.creditMinor, 'every posting balances');
+    this.insertEntry.run(reference, this.date, account.account_id, kind, amountMinor, account.currency, debit.ledgerAccount, credit.ledgerAccount);
   }
 
-  /** What the unit must apply: release of a hold and the change of the posted balance. */
-  outbox(reference: string, account: AccountRow, authorizationId: string | null, releaseMinor: number, postMinor: number, kind: string): void {
-    this.insertOutbox.run(reference, this.partition, account.account_id, authorizationId, releaseMinor, postMinor, kind);
+  /** What the unit must apply for this account: holds to release and the change of its posted balance. */
+  outbox(reference: string, account: AccountRow, releases: Array<[string, number]>, postMinor: number, kind: string): void {
+    if (releases.length === 0 && postMinor === 0) return;
+    this.insertOutbox.run(reference, this.partition, account.account_id, JSON.stringify(releases), postMinor, kind);
   }
 }
 
@@ -105,27 +107,37 @@ function saveAccount(statement: Database.Statement, a: AccountRow): void {
     a.statement_closing, a.minimum_due, a.due_date, a.paid_since_statement, a.account_id);
 }
 
-/** Posts the date's clearing records and the customers' payments. */
+/**
+ * Posts the date's clearing records and the customers' payments. Records are taken
+ * account by account, so each account is read and written once and sends the unit
+ * one settlement for the day, whatever the number of its presentments.
+ */
 function post({ db, date, partition, products }: StepContext): number {
   const poster = new Poster(db, date, partition);
   const read = db.prepare(selectAccount);
   const save = db.prepare(updateAccount);
-  const records = db.prepare('SELECT * FROM clearing WHERE business_date = ? AND partition = ? AND posted = 0 ORDER BY record_id').all(date, partition) as Array<Record<string, unknown>>;
-  for (const record of records) {
-    const account = read.get(record['account_id']) as AccountRow | undefined;
+  const records = db.prepare('SELECT * FROM clearing WHERE business_date = ? AND partition = ? ORDER BY account_id, record_id').all(date, partition) as ClearingRow[];
+  let index = 0;
+  while (index < records.length) {
+    const accountId = (records[index] as ClearingRow).account_id;
+    const account = read.get(accountId) as AccountRow | undefined;
     assert(account !== undefined, 'a clearing record names an account of the unit');
     const product = products.get(account.product) as Product;
-    postClearing(poster, account, record, product);
+    const releases: Array<[string, number]> = [];
+    let postMinor = 0;
+    for (; index < records.length && (records[index] as ClearingRow).account_id === accountId; index++) {
+      postMinor += postClearing(poster, account, records[index] as ClearingRow, product, releases);
+    }
+    poster.outbox(`clearing:${date}:${accountId}`, account, releases, postMinor, 'clearing');
     saveAccount(save, account);
   }
-  db.prepare('UPDATE clearing SET posted = 1 WHERE business_date = ? AND partition = ?').run(date, partition);
   const payers = db.prepare('SELECT * FROM accounts WHERE partition = ? AND due_date = ? AND statement_closing > 0').all(partition, addDays(date, 3)) as AccountRow[];
   for (const account of payers) {
     const paymentMinor = paymentFor(account.account_id, account.statement_date, account.statement_closing, account.minimum_due);
     if (paymentMinor <= 0) continue;
     const reference = `pay:${account.account_id}:${account.statement_date}`;
     poster.entry(reference, account, 'payment', paymentMinor);
-    poster.outbox(reference, account, null, 0, -paymentMinor, 'payment');
+    poster.outbox(reference, account, [], -paymentMinor, 'payment');
     setBuckets(account, applyPayment(bucketsOf(account), paymentMinor));
     account.paid_since_statement += paymentMinor;
     saveAccount(save, account);
@@ -133,20 +145,30 @@ function post({ db, date, partition, products }: StepContext): number {
   return records.length + payers.length;
 }
 
-function postClearing(poster: Poster, account: AccountRow, record: Record<string, unknown>, product: Product): void {
-  const reference = String(record['record_id']);
-  const kind = String(record['kind']) as PostingKind;
-  const amountMinor = Number(record['amount_minor']);
-  const authorizationId = (record['authorization_id'] as string | null) ?? null;
+interface ClearingRow {
+  record_id: string;
+  kind: string;
+  authorization_id: string | null;
+  account_id: string;
+  amount_minor: number;
+  fee_minor: number;
+  release_minor: number;
+}
+
+/** Posts one clearing record to the ledger and the account; returns its effect on the posted balance. */
+function postClearing(poster: Poster, account: AccountRow, record: ClearingRow, product: Product, releases: Array<[string, number]>): number {
+  const kind = record.kind as PostingKind;
+  const amountMinor = record.amount_minor;
   // The cross-border fee rides on the authorization; a cash advance adds the product's fee.
-  const feeMinor = Number(record['fee_minor']) + (kind === 'cash' ? feeOnMinor(amountMinor, product.cashAdvanceFeeBps) : 0);
-  poster.entry(reference, account, kind, amountMinor);
-  if (feeMinor > 0) poster.entry(`${reference}:fee`, account, 'fee', feeMinor);
-  const releaseMinor = authorizationId === null || kind === 'refund' ? 0 : Number(record['release_minor']);
-  poster.outbox(reference, account, kind === 'refund' ? null : authorizationId, releaseMinor, balanceEffect(kind, amountMinor) + feeMinor, kind);
+  const feeMinor = record.fee_minor + (kind === 'cash' ? feeOnMinor(amountMinor, product.cashAdvanceFeeBps) : 0);
+  poster.entry(record.record_id, account, kind, amountMinor);
+  if (feeMinor > 0) poster.entry(`${record.record_id}:fee`, account, 'fee', feeMinor);
+  const matched = (kind === 'purchase' || kind === 'cash') && record.authorization_id !== null;
+  if (matched && record.release_minor > 0) releases.push([record.authorization_id as string, record.release_minor]);
   if (kind === 'cash') account.cash_minor += amountMinor;
   else account.purchase_minor += balanceEffect(kind, amountMinor);
   account.fee_minor += feeMinor;
+  return balanceEffect(kind, amountMinor) + feeMinor;
 }
 
 function bucketsOf(a: AccountRow): Buckets {
@@ -178,34 +200,35 @@ function accrue({ db, date, partition, products }: StepContext): number {
     const product = products.get(account.product) as Product;
     account.accrued_units += dailyInterestUnits(account.cash_minor, product.cashAprBps);
     if (account.grace === 0) account.accrued_units += dailyInterestUnits(account.purchase_minor, product.purchaseAprBps);
-    if (account.due_date !== '' && addDays(account.due_date, 1) === date) settleDueDate(poster, account, product);
+    let postMinor = 0;
+    if (account.due_date !== '' && addDays(account.due_date, 1) === date) postMinor += settleDueDate(poster, account, product);
     if (account.cycle_day === cycleToday) {
-      cutStatement(poster, account, product, date, periodTotals, insertStatement);
+      postMinor += cutStatement(poster, account, product, date, periodTotals, insertStatement);
       statements++;
     }
+    poster.outbox(`accrue:${date}:${account.account_id}`, account, [], postMinor, 'interest-and-fees');
     saveAccount(save, account);
   }
   return statements;
 }
 
-function settleDueDate(poster: Poster, account: AccountRow, product: Product): void {
+function settleDueDate(poster: Poster, account: AccountRow, product: Product): number {
+  let postedMinor = 0;
   if (account.paid_since_statement < account.minimum_due) {
-    const reference = `late:${account.account_id}:${account.statement_date}`;
-    poster.entry(reference, account, 'fee', product.lateFeeMinor);
-    poster.outbox(reference, account, null, 0, product.lateFeeMinor, 'late-fee');
+    poster.entry(`late:${account.account_id}:${account.statement_date}`, account, 'fee', product.lateFeeMinor);
     account.fee_minor += product.lateFeeMinor;
+    postedMinor = product.lateFeeMinor;
   }
   // Paid in full by the due date keeps the interest-free grace on purchases; anything less loses it.
   account.grace = account.paid_since_statement >= account.statement_closing ? 1 : 0;
+  return postedMinor;
 }
 
-function cutStatement(poster: Poster, account: AccountRow, product: Product, date: string, periodTotals: Database.Statement, insert: Database.Statement): void {
+function cutStatement(poster: Poster, account: AccountRow, product: Product, date: string, periodTotals: Database.Statement, insert: Database.Statement): number {
   const interest = interestToPost(account.accrued_units);
   account.accrued_units = interest.remainderUnits;
   if (interest.postMinor > 0) {
-    const reference = `interest:${account.account_id}:${date}`;
-    poster.entry(reference, account, 'interest', interest.postMinor);
-    poster.outbox(reference, account, null, 0, interest.postMinor, 'interest');
+    poster.entry(`interest:${account.account_id}:${date}`, account, 'interest', interest.postMinor);
     account.interest_minor += interest.postMinor;
   }
   const since = account.statement_date === '' ? '0000-00-00' : account.statement_date;
@@ -224,4 +247,5 @@ function cutStatement(poster: Poster, account: AccountRow, product: Product, dat
   account.minimum_due = minimum;
   account.due_date = closing > 0 ? due : '';
   account.paid_since_statement = 0;
+  return interest.postMinor;
 }

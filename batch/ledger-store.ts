@@ -59,29 +59,29 @@ CREATE TABLE IF NOT EXISTS clearing (
   account_id TEXT NOT NULL,
   amount_minor INTEGER NOT NULL,
   fee_minor INTEGER NOT NULL,
-  release_minor INTEGER NOT NULL,
-  posted INTEGER NOT NULL DEFAULT 0
+  release_minor INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS clearing_by_date ON clearing (business_date, partition);
 
+-- The double-entry ledger. Every posting here moves one amount from one ledger
+-- account to another (a debit line and a credit line of the same amount), so each
+-- entry balances by construction; a posting with more legs is several entries.
+-- One row per posting instead of a row per line halved the inserts of a run.
 CREATE TABLE IF NOT EXISTS entries (
   reference TEXT PRIMARY KEY,
   business_date TEXT NOT NULL,
   account_id TEXT NOT NULL,
   kind TEXT NOT NULL,
-  amount_minor INTEGER NOT NULL,
-  currency TEXT NOT NULL
+  amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
+  currency TEXT NOT NULL,
+  debit_ledger TEXT NOT NULL,
+  credit_ledger TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_account ON entries (account_id, business_date);
 
-CREATE TABLE IF NOT EXISTS lines (
-  reference TEXT NOT NULL,
-  line INTEGER NOT NULL,
-  ledger_account TEXT NOT NULL,
-  debit_minor INTEGER NOT NULL,
-  credit_minor INTEGER NOT NULL,
-  PRIMARY KEY (reference, line)
-) STRICT, WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS lines (reference, ledger_account, debit_minor, credit_minor) AS
+  SELECT reference, debit_ledger, amount_minor, 0 FROM entries
+  UNION ALL SELECT reference, credit_ledger, 0, amount_minor FROM entries;
 
 CREATE TABLE IF NOT EXISTS statements (
   account_id TEXT NOT NULL,
@@ -99,12 +99,14 @@ CREATE TABLE IF NOT EXISTS statements (
   PRIMARY KEY (account_id, statement_date)
 ) STRICT, WITHOUT ROWID;
 
+-- What each account's unit must apply, one row per account and step of a date:
+-- the holds to release (JSON list of [authorizationId, minor]) and the change of
+-- the posted balance.
 CREATE TABLE IF NOT EXISTS outbox (
   reference TEXT PRIMARY KEY,
   partition INTEGER NOT NULL,
   account_id TEXT NOT NULL,
-  authorization_id TEXT,
-  release_minor INTEGER NOT NULL,
+  releases TEXT NOT NULL,
   post_minor INTEGER NOT NULL,
   kind TEXT NOT NULL,
   sent INTEGER NOT NULL DEFAULT 0

@@ -27,25 +27,31 @@ export function reconcile(db: Database.Database, unitId: string, date: string): 
   for (const row of db.prepare('SELECT match, count(*) AS count, sum(amount_minor) AS amount FROM clearing WHERE business_date = ? GROUP BY match').all(date) as Array<{ match: string; count: number; amount: number }>) {
     clearing[row.match] = { count: row.count, amountMinor: row.amount };
   }
-  const totals = db.prepare('SELECT coalesce(sum(debit_minor), 0) AS debit, coalesce(sum(credit_minor), 0) AS credit FROM lines').get() as { debit: number; credit: number };
-  const receivable = db.prepare("SELECT coalesce(sum(debit_minor - credit_minor), 0) FROM lines WHERE ledger_account LIKE 'customer:%'").pluck().get() as number;
+  const totals = db.prepare('SELECT coalesce(sum(amount_minor), 0) AS debit, coalesce(sum(amount_minor), 0) AS credit FROM entries').get() as { debit: number; credit: number };
+  const receivable = db.prepare(`SELECT coalesce(sum(CASE WHEN debit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END)
+    - sum(CASE WHEN credit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END), 0) FROM entries`).pluck().get() as number;
   const balances = db.prepare('SELECT coalesce(sum(purchase_minor + cash_minor + fee_minor + interest_minor), 0) FROM accounts').pluck().get() as number;
   const entries = db.prepare('SELECT count(*) FROM entries').pluck().get() as number;
   const sentMinor = db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number;
   const unsent = db.prepare('SELECT count(*) FROM outbox WHERE sent = 0').pluck().get() as number;
   const rejected = db.prepare('SELECT reference, account_id FROM outbox WHERE sent = 2').all() as Array<{ reference: string; account_id: string }>;
+  // Each entry is one debit and one credit of one amount (see ledger-store.ts), so the
+  // totals agree by construction; an entry whose two sides name the same ledger would not move money.
+  const degenerate = db.prepare('SELECT reference FROM entries WHERE debit_ledger = credit_ledger').pluck().all() as string[];
   const unitPostedMinor = Number(readMeta(db, 'unitPostedMinor') ?? '0');
   const unmatched = db.prepare(`SELECT c.record_id FROM clearing c LEFT JOIN authorizations a ON a.authorization_id = c.authorization_id
     WHERE c.business_date = ? AND c.authorization_id IS NOT NULL AND a.authorization_id IS NULL`).pluck().all(date) as string[];
-  const unposted = db.prepare('SELECT record_id FROM clearing WHERE business_date = ? AND posted = 0').pluck().all(date) as string[];
+  const unposted = db.prepare(`SELECT DISTINCT c.partition FROM clearing c LEFT JOIN steps s ON s.business_date = c.business_date AND s.step = 'post' AND s.partition = c.partition
+    WHERE c.business_date = ? AND s.step IS NULL`).pluck().all(date) as number[];
   const mismatches: string[] = [];
   if (totals.debit !== totals.credit) mismatches.push(`ledger debits ${totals.debit} != credits ${totals.credit}`);
+  for (const reference of degenerate) mismatches.push(`entry ${reference} debits and credits the same ledger`);
   if (receivable !== balances) mismatches.push(`customer receivables ${receivable} != account balances ${balances}`);
   if (sentMinor !== unitPostedMinor) mismatches.push(`postings sent ${sentMinor} != posted by the unit ${unitPostedMinor}`);
   if (unsent > 0) mismatches.push(`${unsent} postings not yet sent to the unit`);
   for (const row of rejected) mismatches.push(`posting ${row.reference} rejected by the unit (account ${row.account_id})`);
   for (const id of unmatched) mismatches.push(`clearing ${id} names an authorization the unit never approved`);
-  for (const id of unposted) mismatches.push(`clearing ${id} not posted`);
+  for (const partition of unposted) mismatches.push(`clearing of partition ${partition} not posted`);
   const statements = db.prepare('SELECT count(*) FROM statements WHERE statement_date = ?').pluck().get(date) as number;
   return {
     unit: unitId, date, authorizations, clearing,

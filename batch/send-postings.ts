@@ -13,14 +13,13 @@ const postingsPerRequest = 1_000;
 interface OutboxRow {
   reference: string;
   account_id: string;
-  authorization_id: string | null;
-  release_minor: number;
+  releases: string;
   post_minor: number;
   kind: string;
 }
 
 export async function sendPostings(db: Database.Database, unitUrl: string, partition: number): Promise<number> {
-  const select = db.prepare(`SELECT reference, account_id, authorization_id, release_minor, post_minor, kind FROM outbox
+  const select = db.prepare(`SELECT reference, account_id, releases, post_minor, kind FROM outbox
     WHERE partition = ? AND sent = 0 ORDER BY reference LIMIT ${postingsPerRequest}`);
   const mark = db.prepare('UPDATE outbox SET sent = ? WHERE reference = ?');
   let sent = 0;
@@ -28,8 +27,9 @@ export async function sendPostings(db: Database.Database, unitUrl: string, parti
     const rows = select.all(partition) as OutboxRow[];
     if (rows.length === 0) return sent;
     const ops: SettleOp[] = rows.map((row) => ({
-      op: 'settle', idempotencyKey: `batch:${row.reference}`, accountId: row.account_id, authorizationId: row.authorization_id,
-      releaseHoldMinor: row.release_minor, postMinor: row.post_minor, kind: row.kind,
+      op: 'settle', idempotencyKey: `batch:${row.reference}`, accountId: row.account_id,
+      releases: (JSON.parse(row.releases) as Array<[string, number]>).map(([authorizationId, minor]) => ({ authorizationId, minor })),
+      postMinor: row.post_minor, kind: row.kind,
     }));
     const response = await request(`${unitUrl}/v1/batch`, {
       method: 'POST', body: ops.map((op) => JSON.stringify(op)).join('\n'), headers: { 'content-type': 'application/x-ndjson' },

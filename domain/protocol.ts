@@ -70,10 +70,11 @@ export interface SettleOp {
   op: 'settle';
   idempotencyKey: string;
   accountId: string;
-  /** The authorization whose hold the clearing matched, or null (force post, fee, interest, payment). */
-  authorizationId: string | null;
-  /** Billing-currency amount to release from the hold (capped at what is still held). */
-  releaseHoldMinor: number;
+  /**
+   * Holds the clearing matched, with the billing-currency amount to release from
+   * each (capped at what is still held). Empty for force posts, fees, interest, payments.
+   */
+  releases: Array<{ authorizationId: string; minor: number }>;
   /** Signed change of the posted balance: purchases, fees, interest positive; refunds, payments negative. */
   postMinor: number;
   /** What the posting is, for the journal: presentment, refund, fee, interest, payment, chargeback, ... */

@@ -172,7 +172,7 @@ describe('settlement from batch accounting', () => {
     const { accountId, card } = open(100_000);
     const approved = apply(auth(card, 30_000)).body;
     const settle = (key: string, releaseHoldMinor: number, postMinor: number, authorizationId: string | null = approved.authorizationId) =>
-      apply({ op: 'settle', idempotencyKey: key, accountId, authorizationId, releaseHoldMinor, postMinor, kind: 'presentment' });
+      apply({ op: 'settle', idempotencyKey: key, accountId, releases: authorizationId === null ? [] : [{ authorizationId, minor: releaseHoldMinor }], postMinor, kind: 'presentment' });
     // A split clearing: 10,000 then 20,000.
     expect(settle('c1', 10_000, 10_000).body).toMatchObject({ releasedHold: { value: 10_000 }, postedBalance: { value: 10_000 }, availableCredit: { value: 70_000 } });
     expect(settle('c1', 10_000, 10_000).body.postedBalance.value).toBe(10_000); // a rerun of the same posting
@@ -190,7 +190,7 @@ describe('settlement from batch accounting', () => {
     const approved = apply(auth(card, 5_000)).body;
     clock.advanceMs(8 * msPerDay);
     databases.writer.transaction(() => engine.expireHolds(clock.nowMs(), 100))();
-    const late = apply({ op: 'settle', idempotencyKey: 'late', accountId, authorizationId: approved.authorizationId, releaseHoldMinor: 5_000, postMinor: 5_000, kind: 'presentment' });
+    const late = apply({ op: 'settle', idempotencyKey: 'late', accountId, releases: [{ authorizationId: approved.authorizationId, minor: 5_000 }], postMinor: 5_000, kind: 'presentment' });
     expect(late.body).toMatchObject({ releasedHold: { value: 0 }, postedBalance: { value: 5_000 }, availableCredit: { value: 95_000 } });
   });
 });

@@ -192,25 +192,26 @@ export class UnitEngine {
   }
 
   settle(op: SettleOp): ResultLine {
-    const requestPrint = fingerprint([], `s|${op.accountId}|${op.authorizationId ?? '-'}|${op.releaseHoldMinor}|${op.postMinor}|${op.kind}`);
+    const releasesText = op.releases.map((release) => `${release.authorizationId}=${release.minor}`).join(',');
+    const requestPrint = fingerprint([], `s|${op.accountId}|${releasesText}|${op.postMinor}|${op.kind}`);
     const replay = this.replay(op.idempotencyKey, requestPrint);
     if (replay !== null) return replay;
     const account = this.statements.selectAccount.get(op.accountId) as AccountRow | undefined;
     if (account === undefined) return errorLine(new ApiError('ACCOUNT_NOT_FOUND', `no account ${op.accountId}`, 'accountId'));
     let releasedMinor = 0;
-    if (op.authorizationId !== null) {
-      const hold = this.statements.selectHold.get(op.authorizationId) as HoldRow | undefined;
+    for (const release of op.releases) {
+      const hold = this.statements.selectHold.get(release.authorizationId) as HoldRow | undefined;
       if (hold === undefined || hold.account_id !== op.accountId) {
-        return errorLine(new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${op.authorizationId} on account ${op.accountId}`, 'authorizationId'));
+        return errorLine(new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${release.authorizationId} on account ${op.accountId}`, 'releases'));
       }
       // A late presentment finds its hold expired (nothing left to release); a split
-      // clearing releases the hold in parts; the hold never goes below zero.
-      if (hold.status === 'open') releasedMinor = Math.min(op.releaseHoldMinor, hold.hold_amount);
-      const left = hold.hold_amount - releasedMinor;
-      const status = hold.status === 'open' && left === 0 ? 'cleared' : hold.status;
-      this.statements.updateHold.run(hold.txn_amount, left, status, hold.expires_at, op.authorizationId);
-      this.statements.addOpenHolds.run(-releasedMinor, op.accountId);
+      // clearing releases the hold in parts; a hold never goes below zero.
+      const released = hold.status === 'open' ? Math.min(release.minor, hold.hold_amount) : 0;
+      const left = hold.hold_amount - released;
+      this.statements.updateHold.run(hold.txn_amount, left, hold.status === 'open' && left === 0 ? 'cleared' : hold.status, hold.expires_at, release.authorizationId);
+      releasedMinor += released;
     }
+    if (releasedMinor > 0) this.statements.addOpenHolds.run(-releasedMinor, op.accountId);
     this.statements.addPostedBalance.run(op.postMinor, op.accountId);
     const after = this.account(op.accountId);
     const available = openToBuyMinor(accountState(after));
@@ -219,8 +220,8 @@ export class UnitEngine {
       postedBalance: { value: after.posted_balance, currency: after.currency }, availableCredit: { value: available, currency: after.currency },
     };
     const result: ResultLine = { status: 200, code: '-', approved: false, body: JSON.stringify(body) };
-    this.journal(this.options.clock.nowMs(), 'balance.posted', op.accountId, op.authorizationId, -releasedMinor, after.currency,
-      { kind: op.kind, posted: op.postMinor, released: releasedMinor }, idempotent(op.idempotencyKey, requestPrint, result));
+    this.journal(this.options.clock.nowMs(), 'balance.posted', op.accountId, null, -releasedMinor, after.currency,
+      { kind: op.kind, posted: op.postMinor, released: releasedMinor, holds: op.releases.length }, idempotent(op.idempotencyKey, requestPrint, result));
     return result;
   }
 

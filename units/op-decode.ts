@@ -36,6 +36,11 @@ const isMoney = (value: unknown): boolean => {
     && (money.value as number) <= limits.amountMinorMax && isCurrency(money.currency);
 };
 const isKey = (value: unknown): boolean => value === null || isString(value);
+const isRelease = (value: unknown): boolean => {
+  const release = value as { authorizationId?: unknown; minor?: unknown } | null;
+  return typeof release === 'object' && release !== null && isString(release.authorizationId)
+    && Number.isSafeInteger(release.minor) && (release.minor as number) >= 0 && (release.minor as number) <= limits.amountMinorMax;
+};
 
 /** Returns the name of the first bad field, or null when the operation is well formed. */
 function checkOp(value: unknown): string | null {
@@ -69,8 +74,7 @@ function checkOp(value: unknown): string | null {
     case 'settle':
       if (!isString(op['idempotencyKey'])) return 'idempotencyKey';
       if (!isString(op['accountId'])) return 'accountId';
-      if (op['authorizationId'] !== null && !isString(op['authorizationId'])) return 'authorizationId';
-      if (!Number.isSafeInteger(op['releaseHoldMinor']) || (op['releaseHoldMinor'] as number) < 0 || (op['releaseHoldMinor'] as number) > limits.amountMinorMax) return 'releaseHoldMinor';
+      if (!Array.isArray(op['releases']) || !(op['releases'] as unknown[]).every(isRelease)) return 'releases';
       if (!Number.isSafeInteger(op['postMinor']) || Math.abs(op['postMinor'] as number) > limits.amountMinorMax) return 'postMinor';
       return isString(op['kind']) ? null : 'kind';
     case 'setCardStatus':
