@@ -29,6 +29,8 @@ export interface EndOfDayOptions {
 export interface EndOfDayResult {
   date: string;
   seconds: number;
+  /** Seconds the tasks of each kind ran in the workers (summed over units and partitions): where a run's time goes. */
+  taskSeconds: Record<string, number>;
   tasks: number;
   units: Reconciliation[];
   mismatches: number;
@@ -47,16 +49,19 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
   const perUnit = 3 + 4 * options.partitions;
   const total = perUnit * options.topology.units.length;
   let done = 0;
+  const taskSeconds: Record<string, number> = {};
   const run = async <R>(task: BatchTask, what: string): Promise<R> => {
-    const result = (await pool.run(task)) as R;
+    const { value, seconds } = (await pool.run(task)) as { value: R; seconds: number };
+    const kind = task.kind === 'step' ? task.step : task.kind;
+    taskSeconds[kind] = (taskSeconds[kind] ?? 0) + seconds;
     done++;
     options.onProgress?.(done, total, what);
-    return result;
+    return value;
   };
   try {
     const units = await Promise.all(options.topology.units.map((unit) => runUnit(unit.id, unit.url, options, run)));
     return {
-      date: options.date, seconds: (performance.now() - started) / 1000, tasks: done, units,
+      date: options.date, seconds: (performance.now() - started) / 1000, taskSeconds, tasks: done, units,
       mismatches: units.reduce((sum, unit) => sum + unit.mismatches.length, 0),
     };
   } finally {

@@ -36,7 +36,14 @@ function topology(path: string): Topology {
   return loaded;
 }
 
-export default async function run(task: BatchTask): Promise<number | Reconciliation> {
+/** Runs a task and reports how long it ran in the worker (the pool's queueing excluded). */
+export default async function timed(task: BatchTask): Promise<{ value: number | Reconciliation; seconds: number }> {
+  const started = performance.now();
+  const value = await run(task);
+  return { value, seconds: (performance.now() - started) / 1000 };
+}
+
+async function run(task: BatchTask): Promise<number | Reconciliation> {
   switch (task.kind) {
     case 'sync': {
       const { fx, file } = topology(task.topologyPath);

@@ -196,31 +196,31 @@ export class UnitEngine {
     const requestPrint = fingerprint([], `s|${op.accountId}|${releasesText}|${op.postMinor}|${op.kind}`);
     const replay = this.replay(op.idempotencyKey, requestPrint);
     if (replay !== null) return replay;
-    const account = this.statements.selectAccount.get(op.accountId) as AccountRow | undefined;
-    if (account === undefined) return errorLine(new ApiError('ACCOUNT_NOT_FOUND', `no account ${op.accountId}`, 'accountId'));
-    let releasedMinor = 0;
+    // Every hold is checked before anything is written, so a refused settlement changes nothing.
+    const holds: HoldRow[] = [];
     for (const release of op.releases) {
       const hold = this.statements.selectHold.get(release.authorizationId) as HoldRow | undefined;
       if (hold === undefined || hold.account_id !== op.accountId) {
         return errorLine(new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${release.authorizationId} on account ${op.accountId}`, 'releases'));
       }
+      holds.push(hold);
+    }
+    let releasedMinor = 0;
+    holds.forEach((hold, index) => {
       // A late presentment finds its hold expired (nothing left to release); a split
       // clearing releases the hold in parts; a hold never goes below zero.
-      const released = hold.status === 'open' ? Math.min(release.minor, hold.hold_amount) : 0;
+      const released = hold.status === 'open' ? Math.min((op.releases[index] as { minor: number }).minor, hold.hold_amount) : 0;
       const left = hold.hold_amount - released;
-      this.statements.updateHold.run(hold.txn_amount, left, hold.status === 'open' && left === 0 ? 'cleared' : hold.status, hold.expires_at, release.authorizationId);
+      this.statements.updateHold.run(hold.txn_amount, left, hold.status === 'open' && left === 0 ? 'cleared' : hold.status, hold.expires_at, hold.authorization_id);
       releasedMinor += released;
-    }
-    if (releasedMinor > 0) this.statements.addOpenHolds.run(-releasedMinor, op.accountId);
-    this.statements.addPostedBalance.run(op.postMinor, op.accountId);
-    const after = this.account(op.accountId);
-    const available = openToBuyMinor(accountState(after));
-    const body = {
-      accountId: op.accountId, unit: this.unitId, releasedHold: { value: releasedMinor, currency: after.currency },
-      postedBalance: { value: after.posted_balance, currency: after.currency }, availableCredit: { value: available, currency: after.currency },
-    };
-    const result: ResultLine = { status: 200, code: '-', approved: false, body: JSON.stringify(body) };
-    this.journal(this.options.clock.nowMs(), 'balance.posted', op.accountId, null, -releasedMinor, after.currency,
+    });
+    const after = this.statements.settleAccount.get(releasedMinor, op.postMinor, op.accountId) as AccountRow | undefined;
+    if (after === undefined) return errorLine(new ApiError('ACCOUNT_NOT_FOUND', `no account ${op.accountId}`, 'accountId'));
+    const currency = after.currency;
+    const body = `{"accountId":"${op.accountId}","unit":"${this.unitId}","releasedHold":{"value":${releasedMinor},"currency":"${currency}"},`
+      + `"postedBalance":{"value":${after.posted_balance},"currency":"${currency}"},"availableCredit":{"value":${openToBuyMinor(accountState(after))},"currency":"${currency}"}}`;
+    const result: ResultLine = { status: 200, code: '-', approved: false, body };
+    this.journal(this.options.clock.nowMs(), 'balance.posted', op.accountId, null, -releasedMinor, currency,
       { kind: op.kind, posted: op.postMinor, released: releasedMinor, holds: op.releases.length }, idempotent(op.idempotencyKey, requestPrint, result));
     return result;
   }

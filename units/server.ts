@@ -1,10 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { openToBuyMinor } from '../domain/authorize-rules.js';
 import type { CardKeys } from '../domain/card-protect.js';
 import { OffsetClock } from '../domain/clock.js';
 import { ApiError } from '../domain/errors.js';
-import { readBody, sendError, sendJson } from '../domain/http-util.js';
+import { readBody, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import type { Topology } from '../domain/topology.js';
@@ -42,7 +43,9 @@ export class UnitServer {
   private readonly sweepTimer: NodeJS.Timeout;
   private lastSweepMs = 0;
   private readonly readAccount;
-  private readonly readJournal;
+  private readonly feedWorker: Worker;
+  private readonly feedWaiters = new Map<number, (text: string, error?: string) => void>();
+  private feedRequestSeq = 0;
   private readonly readLastSeq;
 
   constructor(private readonly options: UnitServerOptions) {
@@ -57,7 +60,13 @@ export class UnitServer {
     });
     this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue());
     this.readAccount = reader.prepare('SELECT account_id, currency, credit_limit, posted_balance, open_holds FROM accounts WHERE account_id = ?');
-    this.readJournal = reader.prepare('SELECT seq, at, kind, account_id, authorization_id, amount, currency, detail FROM journal WHERE seq > ? ORDER BY seq LIMIT ?');
+    this.feedWorker = new Worker(new URL('./feed-worker.js', import.meta.url), { workerData: { path: this.databases.path, unitId: options.unitId } });
+    this.feedWorker.on('message', (message: { id: number; text?: string; error?: string }) => {
+      const waiter = this.feedWaiters.get(message.id);
+      this.feedWaiters.delete(message.id);
+      waiter?.(message.text ?? '', message.error);
+    });
+    this.feedWorker.unref();
     this.readLastSeq = reader.prepare('SELECT coalesce(max(seq), 0) AS seq FROM journal').pluck();
     this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
     this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
@@ -75,6 +84,7 @@ export class UnitServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     // Wait for the commits of requests already accepted, then close the files.
     while (this.committer.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
+    await this.feedWorker.terminate();
     this.databases.reader.close();
     this.databases.writer.close();
   }
@@ -139,12 +149,12 @@ export class UnitServer {
     if (!Number.isInteger(limit) || limit < 1 || limit > limits.journalPageEntriesMax) {
       return sendError(response, new ApiError('INVALID_FIELD', `limit is 1..${limits.journalPageEntriesMax}`, 'limit'));
     }
-    const rows = this.readJournal.all(after, limit) as Array<Record<string, unknown> & { detail: string }>;
-    const entries = rows.map((row) => ({
-      seq: row['seq'], at: row['at'], kind: row['kind'], accountId: row['account_id'], authorizationId: row['authorization_id'],
-      amount: row['amount'], currency: row['currency'], detail: JSON.parse(row.detail) as unknown,
-    }));
-    sendJson(response, 200, { unit: this.options.unitId, entries, lastSeq: this.readLastSeq.get() });
+    const id = ++this.feedRequestSeq;
+    this.feedWaiters.set(id, (text, error) => {
+      if (error !== undefined) sendError(response, new ApiError('INTERNAL', 'the journal feed failed', null));
+      else sendJsonText(response, 200, text);
+    });
+    this.feedWorker.postMessage({ id, after, limit });
   }
 
   private async sendMetrics(response: ServerResponse): Promise<void> {

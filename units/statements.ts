@@ -49,7 +49,8 @@ export function prepareStatements(db: Database.Database) {
     insertAccount: db.prepare('INSERT INTO accounts (account_id, product, currency, credit_limit, opened_at) VALUES (?, ?, ?, ?, ?)'),
     incrementCards: db.prepare('UPDATE accounts SET cards = cards + 1 WHERE account_id = ?'),
     addOpenHolds: db.prepare('UPDATE accounts SET open_holds = open_holds + ? WHERE account_id = ?'),
-    addPostedBalance: db.prepare('UPDATE accounts SET posted_balance = posted_balance + ? WHERE account_id = ?'),
+    settleAccount: db.prepare(`UPDATE accounts SET open_holds = open_holds - ?, posted_balance = posted_balance + ? WHERE account_id = ?
+      RETURNING account_id, product, currency, credit_limit, posted_balance, open_holds, cards`),
     insertCard: db.prepare('INSERT INTO cards (pan_hash, account_id, sequence, last4, expiry, cvv_hash, status) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     updateCardStatus: db.prepare('UPDATE cards SET status = ? WHERE pan_hash = ?'),
     updateCashCounters: db.prepare('UPDATE cards SET cash_day = ?, cash_amount = ?, cash_count = ? WHERE pan_hash = ?'),

@@ -1,0 +1,116 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Piscina } from 'piscina';
+import { Cluster, repoRoot } from '../deploy/cluster.js';
+import { issueCards, syntheticApplicants } from '../deploy/bulk-issuance.js';
+import { calendarOf } from '../domain/authorize-rules.js';
+import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
+import { machine } from '../loadtest/bench-lib.js';
+import { addDays } from './accounting-rules.js';
+import { partitionsDefault, runEndOfDay } from './end-of-day.js';
+import type { FixtureOptions, FixtureResult } from './fixture.js';
+
+// The batch benchmarks, in one run:
+//   1. end of day over 4 units holding `accounts` accounts with 5 journal entries
+//      each (an account.opened and four approvals over two days), measured alone:
+//      accounts, entries, seconds, accountsPerSecond (target: 60 s or less);
+//   2. isolation: a fixed-rate authorization load without a batch run, with one
+//      (end of day of the next date, its thread count bounded), and without again;
+//      p99RatioDuringBatch = p99 during the batch / mean p99 of the runs without
+//      (target: 1.25 or less).
+
+const help = `Usage: npm run bench:batch -- [options]
+
+  --accounts N          accounts over 4 units (default 1000000)
+  --threads N           worker threads of the measured end of day (default 2)
+  --partitions N        partitions per unit (default ${partitionsDefault})
+  --rate N              authorizations per second of the isolation load (default 2000)
+  --load-seconds S      seconds of each isolation phase (default 20)
+  --skip-isolation      measure end of day only
+  --json                print one JSON object
+  --help                this text`;
+
+async function writeFixtures(cluster: Cluster, accounts: number, days: string[]): Promise<FixtureResult[]> {
+  const pool = new Piscina<FixtureOptions, FixtureResult>({ filename: join(repoRoot, 'dist/batch/fixture-worker.js'), minThreads: 2, maxThreads: 2 });
+  try {
+    const unitIds = cluster.topology.units.map((unit) => unit.id);
+    return await Promise.all(cluster.topology.units.map((unit) => pool.run({
+      dataDir: unit.dataDir, unitId: unit.id, unitIds, vnodesPerWeight: cluster.topology.ring.vnodesPerWeight,
+      accounts: Math.ceil(accounts / unitIds.length), days: days.map((date) => ({ date, authorizationsPerAccount: 2 })),
+      utcOffsetMinutes: cluster.topology.businessDayUtcOffsetMinutes, creditLimitMinor: 10_000_000,
+    })));
+  } finally {
+    await pool.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      accounts: { type: 'string', default: '1000000' }, threads: { type: 'string', default: '2' }, partitions: { type: 'string', default: String(partitionsDefault) },
+      rate: { type: 'string', default: '2000' }, 'load-seconds': { type: 'string', default: '20' },
+      'skip-isolation': { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(help + '\n');
+    return;
+  }
+  const log = (text: string): void => { if (values.json !== true) process.stderr.write(text + '\n'); };
+  const root = mkdtempSync(join(tmpdir(), 'dsu-bench-batch-'));
+  const cluster = new Cluster({ root, units: 4 });
+  try {
+    const today = calendarOf(Date.now(), cluster.topology.businessDayUtcOffsetMinutes).day;
+    const days = [addDays(today, -2), addDays(today, -1)];
+    const fixtures = await writeFixtures(cluster, Number(values.accounts), days);
+    const entries = fixtures.reduce((sum, f) => sum + f.journalEntries, 0);
+    const accounts = fixtures.reduce((sum, f) => sum + f.accounts, 0);
+    log(`fixture: ${accounts} accounts, ${entries} journal entries in ${Math.max(...fixtures.map((f) => f.seconds)).toFixed(1)} s`);
+    await cluster.start();
+    const batchRoot = join(root, 'batch');
+    const base = { topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, partitions: Number(values.partitions) };
+    const eod = await runEndOfDay({ ...base, date: days[1] as string, threads: Number(values.threads) });
+    log(`end of day ${eod.date}: ${eod.seconds.toFixed(1)} s, ${eod.mismatches} mismatches`);
+    const result: Record<string, unknown> = {
+      accounts, entries, seconds: Math.round(eod.seconds * 10) / 10, accountsPerSecond: Math.round(accounts / eod.seconds),
+      mismatches: eod.mismatches, taskSeconds: eod.taskSeconds, threads: Number(values.threads), partitions: Number(values.partitions),
+      ledgerEntries: eod.units.reduce((sum, unit) => sum + unit.ledger.entries, 0), machine: machine(),
+    };
+    if (values['skip-isolation'] !== true) Object.assign(result, await isolation(cluster, root, { ...base, date: today }, Number(values.rate), Number(values['load-seconds']), log));
+    process.stdout.write(values.json === true ? JSON.stringify(result) + '\n' : `${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    await cluster.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parameters<typeof runEndOfDay>[0], 'threads'>, rate: number, seconds: number, log: (text: string) => void): Promise<Record<string, unknown>> {
+  const cardsPath = join(root, 'cards.ndjson');
+  await issueCards({ gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(20_000, 9), bands: cluster.topology.issuance.scoreBands, currency: 'CNY', cardsPath });
+  const cards = await loadCards(cardsPath);
+  const load = async (name: string): Promise<number> => {
+    const phase = await runPhase({ url: cluster.gatewayUrl, workload: createWorkload({ cards, seed: 3, keyPrefix: `iso-${name}-${Date.now()}` }), mode: 'rate', rate, connections: 64, durationSeconds: seconds, name });
+    log(`${name}: p99 ${phase.totals.latencyMs.p99.toFixed(2)} ms at ${rate}/s`);
+    return phase.totals.latencyMs.p99;
+  };
+  await load('warm-up');
+  const before = await load('without-batch-1');
+  const batchRun = runEndOfDay({ ...eodOptions, threads: 1 });
+  const during = await load('during-batch');
+  const eod = await batchRun;
+  log(`end of day ${eod.date} under load: ${eod.seconds.toFixed(1)} s (1 thread), ${eod.mismatches} mismatches`);
+  const after = await load('without-batch-2');
+  const baseline = (before + after) / 2;
+  return {
+    isolationRate: rate, p99WithoutBatchMs: [before, after].map((p) => Math.round(p * 100) / 100), p99DuringBatchMs: Math.round(during * 100) / 100,
+    p99RatioDuringBatch: Math.round((during / baseline) * 1000) / 1000, isolationBatchSeconds: Math.round(eod.seconds * 10) / 10,
+    batchOutlastedLoad: eod.seconds >= seconds,
+  };
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:batch failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
