@@ -25,6 +25,8 @@ Options:
                     written by npm start, else deploy/topology.json)
   --batch-dir DIR   folder of the ledger stores (default: deploy/data/batch)
   --threads N       worker threads (default 1: leaves the units their CPU)
+  --window          a batch window with no authorization traffic: threads at normal
+                    priority and postings at full pressure (default: bounded, niced)
   --partitions N    partitions per unit (default ${partitionsDefault})
   --poll-seconds S  schedule: how often to read the clock (default 5)
   --json            print the result as one JSON object
@@ -39,7 +41,7 @@ function printResult(result: EndOfDayResult, json: boolean): void {
   for (const unit of result.units) {
     const clearing = Object.entries(unit.clearing).map(([match, c]) => `${match} ${c.count}`).join(', ') || 'none';
     process.stdout.write(`  ${unit.unit}: clearing ${clearing}; ledger entries ${unit.ledger.entries}, debits ${unit.ledger.debitMinor} = credits ${unit.ledger.creditMinor}; `
-      + `receivables ${unit.ledger.receivableMinor}, unit posted ${unit.postings.unitPostedMinor}; statements ${unit.statements}\n`);
+      + `receivables ${unit.ledger.receivableMinor}, unit posted ${unit.unitTotals.postedMinor}; statements ${unit.statements}\n`);
     for (const mismatch of unit.mismatches) process.stdout.write(`    MISMATCH ${mismatch}\n`);
   }
 }
@@ -56,7 +58,7 @@ async function main(): Promise<void> {
     options: {
       date: { type: 'string' }, topology: { type: 'string' }, 'batch-dir': { type: 'string' }, threads: { type: 'string', default: '1' },
       partitions: { type: 'string', default: String(partitionsDefault) }, 'poll-seconds': { type: 'string', default: '5' },
-      json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false }, window: { type: 'boolean', default: false },
     },
   });
   const command = positionals[0];
@@ -70,7 +72,10 @@ async function main(): Promise<void> {
   const batchRoot = values['batch-dir'] ?? join(repoRoot, 'deploy/data/batch');
   const threads = Number(values.threads);
   const partitions = Number(values.partitions);
-  const base = { topology: topology.file, topologyPath, batchRoot, threads, partitions };
+  const base = {
+    topology: topology.file, topologyPath, batchRoot, threads, partitions,
+    ...(values.window === true ? { pressure: 'full' as const, niceness: 0 } : {}),
+  };
   // Fault injection for the restart tests: DSU_BATCH_KILL_AFTER_TASKS=N kills this
   // process with SIGKILL once N tasks have finished, the way a crash would.
   const killAfter = Number(process.env['DSU_BATCH_KILL_AFTER_TASKS'] ?? 'NaN');

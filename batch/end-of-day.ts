@@ -6,12 +6,13 @@ import type { TopologyFile } from '../domain/topology.js';
 import { isoDatePattern } from './accounting-rules.js';
 import { ledgerPath } from './ledger-store.js';
 import type { Reconciliation } from './reconcile.js';
+import type { SendPressure } from './send-postings.js';
 import type { BatchTask } from './worker.js';
 
 // End of day for one business date over every unit: per unit, read the journal
 // feed, take the network's clearing file, post it and the payments, accrue
-// interest, cut statements, send the postings back to the unit, read the feed
-// again for the unit's acknowledgements, and reconcile. A unit's partitions are
+// interest, cut statements, send the postings back to the unit, and reconcile
+// against the unit's own totals. A unit's partitions are
 // tasks in a piscina pool whose thread count is bounded (default 1), so the run
 // leaves the authorization processes their CPU. Units proceed independently.
 
@@ -23,6 +24,10 @@ export interface EndOfDayOptions {
   date: string;
   threads: number;
   partitions: number;
+  /** Scheduling niceness of the batch threads (0 normal .. 19 lowest); default 10. */
+  niceness?: number;
+  /** How hard postings press on the units (see send-postings.ts); default 'bounded'. */
+  pressure?: SendPressure;
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -45,8 +50,9 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
   const started = performance.now();
   const pool = new Piscina<BatchTask, unknown>({
     filename: join(repoRoot, 'dist/batch/worker.js'), minThreads: options.threads, maxThreads: options.threads, idleTimeout: 1_000,
+    workerData: { niceness: options.niceness ?? 10 },
   });
-  const perUnit = 3 + 4 * options.partitions;
+  const perUnit = 2 + 4 * options.partitions;
   const total = perUnit * options.topology.units.length;
   let done = 0;
   const taskSeconds: Record<string, number> = {};
@@ -79,7 +85,6 @@ async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions
   for (const step of ['clear', 'post', 'accrue'] as const) {
     await Promise.all(partitions.map((partition) => run({ kind: 'step', step, ledgerPath: path, date: options.date, partition, topologyPath: options.topologyPath }, `${unitId} ${step} ${partition}`)));
   }
-  await Promise.all(partitions.map((partition) => run({ kind: 'send', ledgerPath: path, unitUrl, partition }, `${unitId} send ${partition}`)));
-  await sync();
-  return run<Reconciliation>({ kind: 'reconcile', ledgerPath: path, unitId, date: options.date }, `${unitId} reconcile`);
+  await Promise.all(partitions.map((partition) => run({ kind: 'send', ledgerPath: path, unitUrl, partition, pressure: options.pressure ?? 'bounded' }, `${unitId} send ${partition}`)));
+  return run<Reconciliation>({ kind: 'reconcile', ledgerPath: path, unitId, unitUrl, date: options.date }, `${unitId} reconcile`);
 }

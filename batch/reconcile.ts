@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { readMeta } from './ledger-store.js';
+import { request } from 'undici';
 
 // Reconciliation of one unit for one business date: authorizations against
 // clearing against the ledger against the unit. Every total that must agree is
@@ -13,12 +13,27 @@ export interface Reconciliation {
   authorizations: Record<string, { count: number; holdMinor: number }>;
   clearing: Record<string, { count: number; amountMinor: number }>;
   ledger: { debitMinor: number; creditMinor: number; receivableMinor: number; accountBalancesMinor: number; entries: number };
-  postings: { sentMinor: number; unitPostedMinor: number; unsent: number; rejected: number };
+  postings: { sentMinor: number; unsent: number; rejected: number };
+  /** The unit's own sums over its accounts, read after the postings were sent. */
+  unitTotals: UnitTotals;
   statements: number;
   mismatches: string[];
 }
 
-export function reconcile(db: Database.Database, unitId: string, date: string): Reconciliation {
+export interface UnitTotals {
+  accounts: number;
+  postedMinor: number;
+  openHoldsMinor: number;
+}
+
+export async function fetchUnitTotals(unitUrl: string): Promise<UnitTotals> {
+  const response = await request(`${unitUrl}/v1/totals`, { headersTimeout: 30_000, bodyTimeout: 30_000 });
+  const body = (await response.body.json()) as UnitTotals;
+  if (response.statusCode !== 200) throw new Error(`unit ${unitUrl} totals answered ${response.statusCode}`);
+  return body;
+}
+
+export function reconcile(db: Database.Database, unitId: string, date: string, unitTotals: UnitTotals): Reconciliation {
   const authorizations: Reconciliation['authorizations'] = {};
   for (const row of db.prepare('SELECT status, count(*) AS count, coalesce(sum(hold_minor), 0) AS hold FROM authorizations GROUP BY status').all() as Array<{ status: string; count: number; hold: number }>) {
     authorizations[row.status] = { count: row.count, holdMinor: row.hold };
@@ -38,7 +53,6 @@ export function reconcile(db: Database.Database, unitId: string, date: string): 
   // Each entry is one debit and one credit of one amount (see ledger-store.ts), so the
   // totals agree by construction; an entry whose two sides name the same ledger would not move money.
   const degenerate = db.prepare('SELECT reference FROM entries WHERE debit_ledger = credit_ledger').pluck().all() as string[];
-  const unitPostedMinor = Number(readMeta(db, 'unitPostedMinor') ?? '0');
   const unmatched = db.prepare(`SELECT c.record_id FROM clearing c LEFT JOIN authorizations a ON a.authorization_id = c.authorization_id
     WHERE c.business_date = ? AND c.authorization_id IS NOT NULL AND a.authorization_id IS NULL`).pluck().all(date) as string[];
   const unposted = db.prepare(`SELECT DISTINCT c.partition FROM clearing c LEFT JOIN steps s ON s.business_date = c.business_date AND s.step = 'post' AND s.partition = c.partition
@@ -47,7 +61,9 @@ export function reconcile(db: Database.Database, unitId: string, date: string): 
   if (totals.debit !== totals.credit) mismatches.push(`ledger debits ${totals.debit} != credits ${totals.credit}`);
   for (const reference of degenerate) mismatches.push(`entry ${reference} debits and credits the same ledger`);
   if (receivable !== balances) mismatches.push(`customer receivables ${receivable} != account balances ${balances}`);
-  if (sentMinor !== unitPostedMinor) mismatches.push(`postings sent ${sentMinor} != posted by the unit ${unitPostedMinor}`);
+  // Every posted balance in the unit comes from batch postings: the unit's sum must be the ledger's receivables.
+  if (unitTotals.postedMinor !== receivable) mismatches.push(`unit posted balances ${unitTotals.postedMinor} != ledger receivables ${receivable}`);
+  if (sentMinor !== receivable) mismatches.push(`postings sent ${sentMinor} != ledger receivables ${receivable}`);
   if (unsent > 0) mismatches.push(`${unsent} postings not yet sent to the unit`);
   for (const row of rejected) mismatches.push(`posting ${row.reference} rejected by the unit (account ${row.account_id})`);
   for (const id of unmatched) mismatches.push(`clearing ${id} names an authorization the unit never approved`);
@@ -56,6 +72,6 @@ export function reconcile(db: Database.Database, unitId: string, date: string): 
   return {
     unit: unitId, date, authorizations, clearing,
     ledger: { debitMinor: totals.debit, creditMinor: totals.credit, receivableMinor: receivable, accountBalancesMinor: balances, entries },
-    postings: { sentMinor, unitPostedMinor, unsent, rejected: rejected.length }, statements, mismatches,
+    postings: { sentMinor, unsent, rejected: rejected.length }, unitTotals, statements, mismatches,
   };
 }

@@ -8,9 +8,17 @@ import { decodeResultLine, type SettleOp } from '../domain/protocol.js';
 // commit and our "sent" mark lands nothing twice. A posting the unit refuses
 // (an account it does not know) is marked rejected and listed by reconciliation.
 
-// 250 settlements keep a unit's transaction for them near 10 ms, short enough not to
-// hold up the authorizations that share its event loop.
-const postingsPerRequest = 250;
+/**
+ * How hard the postings press on a unit. A unit applies a request's settlements in
+ * one transaction on the event loop its authorizations share: 'full' (250 per
+ * request, two in flight: ~10 ms of unit time each) for a batch window alone,
+ * 'bounded' (50 per request, one at a time: ~2 ms each) while authorizations run.
+ */
+export const sendPressures = {
+  full: { postingsPerRequest: 250, requestsInflightMax: 2 },
+  bounded: { postingsPerRequest: 50, requestsInflightMax: 1 },
+} as const;
+export type SendPressure = keyof typeof sendPressures;
 
 interface OutboxRow {
   reference: string;
@@ -20,10 +28,8 @@ interface OutboxRow {
   kind: string;
 }
 
-/** Postings per request (a unit applies a request in one transaction) and requests in flight per partition. */
-const requestsInflightMax = 2;
-
-export async function sendPostings(db: Database.Database, unitUrl: string, partition: number): Promise<number> {
+export async function sendPostings(db: Database.Database, unitUrl: string, partition: number, pressure: SendPressure): Promise<number> {
+  const { postingsPerRequest, requestsInflightMax } = sendPressures[pressure];
   const rows = db.prepare('SELECT reference, account_id, releases, post_minor, kind FROM outbox WHERE partition = ? AND sent = 0 ORDER BY reference').all(partition) as OutboxRow[];
   const mark = db.transaction((chunk: OutboxRow[], statuses: number[]) => {
     const update = db.prepare('UPDATE outbox SET sent = ? WHERE reference = ?');

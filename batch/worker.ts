@@ -1,10 +1,12 @@
 import type Database from 'better-sqlite3';
+import { setPriority } from 'node:os';
+import { workerData } from 'node:worker_threads';
 import { loadTopology, type Topology } from '../domain/topology.js';
 import { runStep } from './eod-steps.js';
 import { syncFeed } from './feed-sync.js';
 import { openLedger } from './ledger-store.js';
-import { reconcile, type Reconciliation } from './reconcile.js';
-import { sendPostings } from './send-postings.js';
+import { fetchUnitTotals, reconcile, type Reconciliation } from './reconcile.js';
+import { sendPostings, type SendPressure } from './send-postings.js';
 
 // A piscina worker: runs one task of an end-of-day run against one unit's ledger.
 // Each worker thread keeps its own SQLite connections and parsed topology.
@@ -12,8 +14,18 @@ import { sendPostings } from './send-postings.js';
 export type BatchTask =
   | { kind: 'sync'; ledgerPath: string; unitUrl: string; topologyPath: string; partitions: number }
   | { kind: 'step'; step: 'clear' | 'post' | 'accrue'; ledgerPath: string; date: string; partition: number; topologyPath: string }
-  | { kind: 'send'; ledgerPath: string; unitUrl: string; partition: number }
-  | { kind: 'reconcile'; ledgerPath: string; unitId: string; date: string };
+  | { kind: 'send'; ledgerPath: string; unitUrl: string; partition: number; pressure: SendPressure }
+  | { kind: 'reconcile'; ledgerPath: string; unitId: string; unitUrl: string; date: string };
+
+// Batch threads run at a lower scheduling priority (nice, default 10): on a machine
+// shared with the units, the kernel gives authorization work the CPU first, and the
+// batch takes what is left. On Linux the niceness of a thread is its own, so each
+// worker sets it for itself. A machine that forbids it leaves the default.
+try {
+  setPriority((workerData as { niceness?: number } | undefined)?.niceness ?? 10);
+} catch {
+  // Not permitted: run at normal priority.
+}
 
 const ledgers = new Map<string, Database.Database>();
 const topologies = new Map<string, Topology>();
@@ -52,8 +64,8 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
     case 'step':
       return runStep(task.step, { db: ledger(task.ledgerPath), date: task.date, partition: task.partition, products: topology(task.topologyPath).products });
     case 'send':
-      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.partition);
+      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.partition, task.pressure);
     case 'reconcile':
-      return reconcile(ledger(task.ledgerPath), task.unitId, task.date);
+      return reconcile(ledger(task.ledgerPath), task.unitId, task.date, await fetchUnitTotals(task.unitUrl));
   }
 }

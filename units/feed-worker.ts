@@ -1,16 +1,23 @@
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { FeedReader } from './feed-reader.js';
+import { FeedReader, type FeedRequest } from './feed-reader.js';
 
 // A worker thread of the unit that serves the journal feed, so that rendering a
 // page for batch accounting (tens of milliseconds for 10,000 entries) never holds
 // up the unit's authorization event loop.
 
 const { path, unitId } = workerData as { path: string; unitId: string };
+// Below the authorization thread in the kernel's eyes (Linux niceness is per thread).
+try {
+  setPriority(10);
+} catch {
+  // Not permitted: normal priority.
+}
 const reader = new FeedReader(path);
 
-parentPort?.on('message', (request: { id: number; after: number; limit: number }) => {
+parentPort?.on('message', (request: { id: number; totals: boolean } & FeedRequest) => {
   try {
-    parentPort?.postMessage({ id: request.id, text: reader.render(unitId, request.after, request.limit) });
+    parentPort?.postMessage({ id: request.id, text: request.totals ? reader.renderTotals(unitId) : reader.render(unitId, request) });
   } catch (error) {
     parentPort?.postMessage({ id: request.id, error: String(error) });
   }

@@ -105,6 +105,8 @@ export class UnitServer {
       this.account(decodeURIComponent(url.slice('/v1/accounts/'.length)), response);
     } else if (request.method === 'GET' && url.startsWith('/v1/journal')) {
       this.journal(new URL(url, 'http://unit').searchParams, response);
+    } else if (request.method === 'GET' && url === '/v1/totals') {
+      this.askFeedWorker({ totals: true }, response);
     } else if (request.method === 'GET' && url === '/healthz') {
       sendJson(response, 200, { status: 'ok', unit: this.options.unitId, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
     } else if (request.method === 'GET' && url === '/metrics') {
@@ -149,12 +151,18 @@ export class UnitServer {
     if (!Number.isInteger(limit) || limit < 1 || limit > limits.journalPageEntriesMax) {
       return sendError(response, new ApiError('INVALID_FIELD', `limit is 1..${limits.journalPageEntriesMax}`, 'limit'));
     }
+    const kinds = params.get('kinds');
+    if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return sendError(response, new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds'));
+    this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), compact: params.get('format') === 'compact' }, response);
+  }
+
+  private askFeedWorker(request: object, response: ServerResponse): void {
     const id = ++this.feedRequestSeq;
     this.feedWaiters.set(id, (text, error) => {
       if (error !== undefined) sendError(response, new ApiError('INTERNAL', 'the journal feed failed', null));
       else sendJsonText(response, 200, text);
     });
-    this.feedWorker.postMessage({ id, after, limit });
+    this.feedWorker.postMessage({ id, ...request });
   }
 
   private async sendMetrics(response: ServerResponse): Promise<void> {
