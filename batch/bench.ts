@@ -29,8 +29,12 @@ const help = `Usage: npm run bench:batch -- [options]
   --rate N              authorizations per second of the isolation load (default 2000)
   --load-seconds S      seconds of each isolation phase (default 20)
   --skip-isolation      measure end of day only
+  --keep                keep the data folder (stores, ledgers, cluster.log) and print its path
   --json                print one JSON object
   --help                this text`;
+
+/** What the benchmark was doing, for the message when it fails. */
+let stage = 'starting';
 
 async function writeFixtures(cluster: Cluster, accounts: number, days: string[]): Promise<FixtureResult[]> {
   const pool = new Piscina<FixtureOptions, FixtureResult>({ filename: join(repoRoot, 'dist/batch/fixture-worker.js'), minThreads: 2, maxThreads: 2 });
@@ -51,7 +55,7 @@ async function main(): Promise<void> {
     options: {
       accounts: { type: 'string', default: '1000000' }, threads: { type: 'string', default: '2' }, partitions: { type: 'string', default: String(partitionsDefault) },
       rate: { type: 'string', default: '2000' }, 'load-seconds': { type: 'string', default: '20' },
-      'skip-isolation': { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      'skip-isolation': { type: 'boolean', default: false }, keep: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
     },
   });
   if (values.help === true) {
@@ -64,11 +68,14 @@ async function main(): Promise<void> {
   try {
     const today = calendarOf(Date.now(), cluster.topology.businessDayUtcOffsetMinutes).day;
     const days = [addDays(today, -2), addDays(today, -1)];
+    stage = 'writing the fixture';
     const fixtures = await writeFixtures(cluster, Number(values.accounts), days);
     const entries = fixtures.reduce((sum, f) => sum + f.journalEntries, 0);
     const accounts = fixtures.reduce((sum, f) => sum + f.accounts, 0);
     log(`fixture: ${accounts} accounts, ${entries} journal entries in ${Math.max(...fixtures.map((f) => f.seconds)).toFixed(1)} s`);
+    stage = 'starting the cluster';
     await cluster.start();
+    stage = 'the measured end of day';
     const batchRoot = join(root, 'batch');
     const base = { topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, partitions: Number(values.partitions) };
     // Measured alone: the whole machine is the batch window's, postings at full pressure.
@@ -79,11 +86,13 @@ async function main(): Promise<void> {
       mismatches: eod.mismatches, taskSeconds: eod.taskSeconds, threads: Number(values.threads), partitions: Number(values.partitions),
       ledgerEntries: eod.units.reduce((sum, unit) => sum + unit.ledger.entries, 0), machine: machine(),
     };
+    stage = 'the isolation runs';
     if (values['skip-isolation'] !== true) Object.assign(result, await isolation(cluster, root, { ...base, date: today }, Number(values.rate), Number(values['load-seconds']), log));
     process.stdout.write(values.json === true ? JSON.stringify(result) + '\n' : `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await cluster.close();
-    rmSync(root, { recursive: true, force: true });
+    if (values.keep === true) process.stderr.write(`data kept in ${root}\n`);
+    else rmSync(root, { recursive: true, force: true });
   }
 }
 
@@ -112,6 +121,6 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`bench:batch failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.stderr.write(`bench:batch failed during ${stage}: ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(1);
 });

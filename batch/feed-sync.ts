@@ -5,6 +5,7 @@ import { assert, limits } from '../domain/limits.js';
 import { convertMinor, isCurrency, type FxTable } from '../domain/money.js';
 import { cycleDayOf } from './accounting-rules.js';
 import { readMeta, writeMeta } from './ledger-store.js';
+import { withRetry } from './retry.js';
 
 // Reads a unit's journal through its feed (GET /v1/journal?after=<seq>), page by
 // page, and keeps the batch's own view of accounts and authorizations. The cursor
@@ -46,7 +47,7 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
   let applied = 0;
   for (;;) {
     const after = Number(readMeta(db, 'feedCursor') ?? '0');
-    const page = await fetchPage(options.unitUrl, after, options.pageEntries ?? limits.journalPageEntriesMax);
+    const page = await withRetry(`feed of ${options.unitUrl}`, () => fetchPage(options.unitUrl, after, options.pageEntries ?? limits.journalPageEntriesMax));
     if (page.length === 0) return applied;
     assert((page[0] as JournalEntry).seq > after, 'the feed answers entries after the cursor');
     apply(page);

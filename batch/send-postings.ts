@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { request } from 'undici';
 import { decodeResultLine, type SettleOp } from '../domain/protocol.js';
+import { withRetry } from './retry.js';
 
 // Sends the outbox of one partition to the owning unit as settle operations, in
 // batches over the unit's batch endpoint. Each posting carries its ledger
@@ -40,7 +41,7 @@ export async function sendPostings(db: Database.Database, unitUrl: string, parti
     while (next < rows.length) {
       const chunk = rows.slice(next, next + postingsPerRequest);
       next += chunk.length;
-      mark(chunk, await sendChunk(unitUrl, chunk));
+      mark(chunk, await withRetry(`postings to ${unitUrl}`, () => sendChunk(unitUrl, chunk)));
     }
   };
   await Promise.all(Array.from({ length: requestsInflightMax }, lane));

@@ -6,6 +6,7 @@ import { runStep } from './eod-steps.js';
 import { syncFeed } from './feed-sync.js';
 import { openLedger } from './ledger-store.js';
 import { fetchUnitTotals, reconcile, type Reconciliation } from './reconcile.js';
+import { withRetry } from './retry.js';
 import { sendPostings, type SendPressure } from './send-postings.js';
 
 // A piscina worker: runs one task of an end-of-day run against one unit's ledger.
@@ -66,6 +67,6 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
     case 'send':
       return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.partition, task.pressure);
     case 'reconcile':
-      return reconcile(ledger(task.ledgerPath), task.unitId, task.date, await fetchUnitTotals(task.unitUrl));
+      return reconcile(ledger(task.ledgerPath), task.unitId, task.date, await withRetry(`totals of ${task.unitUrl}`, () => fetchUnitTotals(task.unitUrl)));
   }
 }

@@ -43,7 +43,7 @@ export class UnitServer {
   private readonly sweepTimer: NodeJS.Timeout;
   private lastSweepMs = 0;
   private readonly readAccount;
-  private readonly feedWorker: Worker;
+  private feedWorker: Worker;
   private readonly feedWaiters = new Map<number, (text: string, error?: string) => void>();
   private feedRequestSeq = 0;
   private readonly readLastSeq;
@@ -60,13 +60,7 @@ export class UnitServer {
     });
     this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue());
     this.readAccount = reader.prepare('SELECT account_id, currency, credit_limit, posted_balance, open_holds FROM accounts WHERE account_id = ?');
-    this.feedWorker = new Worker(new URL('./feed-worker.js', import.meta.url), { workerData: { path: this.databases.path, unitId: options.unitId } });
-    this.feedWorker.on('message', (message: { id: number; text?: string; error?: string }) => {
-      const waiter = this.feedWaiters.get(message.id);
-      this.feedWaiters.delete(message.id);
-      waiter?.(message.text ?? '', message.error);
-    });
-    this.feedWorker.unref();
+    this.feedWorker = this.startFeedWorker();
     this.readLastSeq = reader.prepare('SELECT coalesce(max(seq), 0) AS seq FROM journal').pluck();
     this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
     this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
@@ -154,6 +148,25 @@ export class UnitServer {
     const kinds = params.get('kinds');
     if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return sendError(response, new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds'));
     this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), compact: params.get('format') === 'compact' }, response);
+  }
+
+  /** The feed thread; if it dies, its pending requests fail (batch retries them) and a new one starts. */
+  private startFeedWorker(): Worker {
+    const worker = new Worker(new URL('./feed-worker.js', import.meta.url), { workerData: { path: this.databases.path, unitId: this.options.unitId } });
+    worker.on('message', (message: { id: number; text?: string; error?: string }) => {
+      const waiter = this.feedWaiters.get(message.id);
+      this.feedWaiters.delete(message.id);
+      waiter?.(message.text ?? '', message.error);
+    });
+    worker.on('error', (error) => {
+      this.options.log.error('journal feed thread failed; starting a new one', { unit: this.options.unitId, error: String(error) });
+      const waiters = [...this.feedWaiters.values()];
+      this.feedWaiters.clear();
+      for (const waiter of waiters) waiter('', String(error));
+      this.feedWorker = this.startFeedWorker();
+    });
+    worker.unref();
+    return worker;
   }
 
   private askFeedWorker(request: object, response: ServerResponse): void {
