@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,6 +28,8 @@ Options:
   --threads N       worker threads (default 1: leaves the units their CPU)
   --window          a batch window with no authorization traffic: threads at normal
                     priority and postings at full pressure (default: bounded, niced)
+  --idle            run under the SCHED_IDLE scheduling policy (chrt --idle): the
+                    kernel gives the batch CPU only when no authorization work wants it
   --partitions N    partitions per unit (default ${partitionsDefault})
   --poll-seconds S  schedule: how often to read the clock (default 5)
   --json            print the result as one JSON object
@@ -46,6 +49,25 @@ function printResult(result: EndOfDayResult, json: boolean): void {
   }
 }
 
+/**
+ * Runs this command again under SCHED_IDLE (nice only lowers a thread's share;
+ * an idle-policy thread runs only when a core would otherwise be idle), with
+ * chrt from util-linux; where chrt is missing, it runs at normal policy, niced.
+ */
+function rerunIdle(): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn('chrt', ['--idle', '0', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+      stdio: 'inherit', env: { ...process.env, DSU_BATCH_IDLE: '1' },
+    });
+    child.on('error', () => {
+      process.stderr.write('chrt is not available: running without --idle\n');
+      const plain = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1).filter((arg) => arg !== '--idle')], { stdio: 'inherit' });
+      plain.on('exit', (code) => resolve(code ?? 1));
+    });
+    child.on('exit', (code) => resolve(code ?? 1));
+  });
+}
+
 async function unitDay(unitUrl: string, utcOffsetMinutes: number): Promise<string> {
   const response = await request(`${unitUrl}/healthz`);
   const body = (await response.body.json()) as { nowMs: number };
@@ -59,12 +81,17 @@ async function main(): Promise<void> {
       date: { type: 'string' }, topology: { type: 'string' }, 'batch-dir': { type: 'string' }, threads: { type: 'string', default: '1' },
       partitions: { type: 'string', default: String(partitionsDefault) }, 'poll-seconds': { type: 'string', default: '5' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false }, window: { type: 'boolean', default: false },
+      idle: { type: 'boolean', default: false },
     },
   });
   const command = positionals[0];
   if (values.help === true || command === undefined) {
     process.stdout.write(help + '\n');
     process.exit(values.help === true ? 0 : 2);
+  }
+  if (values.idle === true && process.env['DSU_BATCH_IDLE'] !== '1') {
+    process.exitCode = await rerunIdle();
+    return;
   }
   const generated = join(repoRoot, 'deploy/data/topology.json');
   const topologyPath = values.topology ?? (existsSync(generated) ? generated : join(repoRoot, 'deploy/topology.json'));
