@@ -1,5 +1,6 @@
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import { FeedReader, type FeedRequest } from './feed-reader.js';
 
 // A worker thread of the unit that serves the journal feed, so that rendering a
@@ -14,6 +15,20 @@ try {
   // Not permitted: normal priority.
 }
 const reader = new FeedReader(path);
+
+// The WAL checkpoint also runs here, on its own connection, once a second and
+// PASSIVE (it never waits for or blocks the writer), so the writer's commits never
+// pay for copying pages into the database file.
+const checkpointIntervalMs = 1_000;
+const checkpointer = new Database(path);
+checkpointer.pragma('busy_timeout = 1000');
+setInterval(() => {
+  try {
+    checkpointer.pragma('wal_checkpoint(PASSIVE)');
+  } catch {
+    // Busy: the next tick tries again.
+  }
+}, checkpointIntervalMs);
 
 parentPort?.on('message', (request: { id: number; totals: boolean } & FeedRequest) => {
   try {
