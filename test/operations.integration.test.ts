@@ -1,0 +1,75 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Cluster } from '../deploy/cluster.js';
+import { limits } from '../domain/limits.js';
+import { authorize, call, openAccount, purchase, startCluster } from './helpers.js';
+
+// What operators and performance engineers rely on: metrics on every process,
+// logs without card numbers, and a unit that stops answering costs a bounded
+// wait once and then fast 91s, never a hang.
+
+let cluster: Cluster;
+let root: string;
+let close: () => Promise<void>;
+
+beforeAll(async () => {
+  ({ cluster, root, close } = await startCluster(2));
+});
+
+afterAll(async () => {
+  await close();
+});
+
+describe('operations', () => {
+  it('exposes Prometheus metrics on the gateway and on every unit', async () => {
+    // Thirty accounts: every unit gets traffic (a labelled histogram shows only once observed).
+    const accounts = await Promise.all(Array.from({ length: 30 }, () => openAccount(cluster.gatewayUrl, 100_000)));
+    for (const each of accounts) expect((await authorize(cluster.gatewayUrl, purchase(each.card, 1_000))).body.responseCode).toBe('00');
+    const account = accounts[0]!;
+    const onItsUnit = accounts.filter((each) => each.unit === account.unit).length;
+    const gateway = await call(cluster.gatewayUrl, 'GET', '/metrics');
+    expect(gateway.status).toBe(200);
+    for (const name of ['dsu_gateway_authorizations_total', 'dsu_gateway_request_duration_seconds_bucket', 'dsu_gateway_inflight_requests', 'dsu_gateway_unit_batch_operations_bucket', 'dsu_gateway_unit_pool_connected', 'dsu_gateway_unit_up']) {
+      expect(String(gateway.body), name).toContain(name);
+    }
+    expect(String(gateway.body)).toMatch(new RegExp(`dsu_gateway_authorizations_total\\{channel="pos",unit="${account.unit}",decision="approved",code="00"\\} ${onItsUnit}`));
+    for (const unit of cluster.topology.units) {
+      const metrics = String((await call(unit.url, 'GET', '/metrics')).body);
+      for (const name of ['dsu_unit_operations_total', 'dsu_unit_group_commit_operations_bucket', 'dsu_unit_group_commit_duration_seconds_bucket']) expect(metrics, `${unit.id} ${name}`).toContain(name);
+      expect((await call(unit.url, 'GET', '/healthz')).body).toMatchObject({ status: 'ok', unit: unit.id });
+    }
+  });
+
+  it('writes no card number in clear to any log', async () => {
+    const accounts = await Promise.all(Array.from({ length: 20 }, () => openAccount(cluster.gatewayUrl, 100_000)));
+    for (const account of accounts) {
+      await authorize(cluster.gatewayUrl, purchase(account.card, 1_000));
+      await authorize(cluster.gatewayUrl, purchase({ ...account.card, cvv: account.card.cvv === '000' ? '001' : '000' }, 1_000));
+    }
+    const log = readFileSync(join(root, 'cluster.log'), 'utf8');
+    expect(log.length).toBeGreaterThan(0);
+    for (const account of accounts) expect(log.includes(account.card.number)).toBe(false);
+  });
+
+  it('answers 91 within the upstream timeout when a unit freezes, then fails fast until it is back', async () => {
+    const account = await openAccount(cluster.gatewayUrl, 100_000);
+    const frozen = cluster.units.get(account.unit)!;
+    frozen.child.kill('SIGSTOP');
+    try {
+      let started = performance.now();
+      const first = await authorize(cluster.gatewayUrl, purchase(account.card, 1_000));
+      expect(first.body.responseCode).toBe('91');
+      expect(performance.now() - started).toBeLessThan(limits.unitRequestTimeoutMs + 1_000);
+      started = performance.now();
+      const second = await authorize(cluster.gatewayUrl, purchase(account.card, 1_000));
+      expect(second.body.responseCode).toBe('91');
+      // Inside the backoff window the gateway does not wait for the unit at all.
+      expect(performance.now() - started).toBeLessThan(limits.unitDownBackoffMs);
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+    await new Promise((resolve) => setTimeout(resolve, limits.unitDownBackoffMs + 50));
+    expect((await authorize(cluster.gatewayUrl, purchase(account.card, 1_000))).body.responseCode).toBe('00');
+  });
+});
