@@ -16,6 +16,13 @@ export const limits = {
   groupCommitSizeMax: 4096,
   /** Requests in flight per channel at the gateway before it sheds with 429. */
   inflightPerChannelMax: 4096,
+  /**
+   * Connections the gateway's listening socket queues before accepting them (the
+   * kernel caps it at net.core.somaxconn). Node's default of 511 made a surge of
+   * new connections wait for SYN retransmits (1 s, then 3 s) instead of reaching
+   * the per-channel bound.
+   */
+  acceptBacklogConnections: 4096,
   /** Time the gateway waits for a unit to answer a batch before answering 91. */
   unitRequestTimeoutMs: 3_000,
   /** Time the gateway waits to connect to a unit. */

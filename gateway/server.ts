@@ -54,7 +54,7 @@ export class GatewayServer {
   }
 
   async listen(): Promise<number> {
-    await new Promise<void>((resolve) => this.server.listen(this.options.port, this.options.host, resolve));
+    await new Promise<void>((resolve) => this.server.listen({ port: this.options.port, host: this.options.host, backlog: limits.acceptBacklogConnections }, resolve));
     return (this.server.address() as AddressInfo).port;
   }
 

@@ -73,3 +73,32 @@ describe('operations', () => {
     expect((await authorize(cluster.gatewayUrl, purchase(account.card, 1_000))).body.responseCode).toBe('00');
   });
 });
+
+describe('channel isolation', () => {
+  it('a surge on one channel is shed with 429 past its in-flight bound, while other channels are served', async () => {
+    const accounts = await Promise.all(Array.from({ length: 12 }, () => openAccount(cluster.gatewayUrl, 100_000_000)));
+    const [first] = accounts;
+    const other = accounts.find((account) => account.unit !== first!.unit);
+    expect(other).toBeDefined();
+    // Freeze the surge's unit so its requests stay in flight at the gateway.
+    const frozen = cluster.units.get(first!.unit)!;
+    frozen.child.kill('SIGSTOP');
+    try {
+      const surgeSize = limits.inflightPerChannelMax + 200;
+      const surge = Array.from({ length: surgeSize }, () => authorize(cluster.gatewayUrl, { ...purchase(first!.card, 100), channel: 'ecommerce' }));
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const started = performance.now();
+      const pos = await authorize(cluster.gatewayUrl, purchase(other!.card, 100));
+      expect(pos.body.responseCode).toBe('00');
+      expect(performance.now() - started).toBeLessThan(limits.unitRequestTimeoutMs);
+      frozen.child.kill('SIGCONT');
+      const answers = await Promise.all(surge);
+      const shed = answers.filter((answer) => answer.status === 429);
+      expect(shed.length).toBeGreaterThanOrEqual(200);
+      expect(shed[0]!.body.error).toMatchObject({ code: 'CHANNEL_OVERLOADED', field: 'channel' });
+      expect(answers.every((answer) => answer.status === 429 || answer.status === 200)).toBe(true);
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+  });
+});
