@@ -88,6 +88,18 @@ describe('authorization through the gateway', () => {
     }
   });
 
+  it('holds expire when the unit clock passes their life, and open-to-buy comes back', async () => {
+    const account = await openAccount(base, 50_000);
+    expect((await authorize(base, purchase(account.card, 20_000))).body.responseCode).toBe('00');
+    const unit = cluster.topology.units.find((each) => each.id === account.unit)!;
+    // The classic product holds for 7 days; the clock only moves forward, so move it 8.
+    const moved = await call(unit.url, 'POST', '/admin/clock', { advanceMs: 8 * 86_400_000 });
+    expect(moved.status).toBe(200);
+    const balance = await call(base, 'GET', `/v1/accounts/${account.accountId}`);
+    expect(balance.body).toMatchObject({ openHolds: { value: 0 }, availableCredit: { value: 50_000 } });
+    expect((await call(unit.url, 'POST', '/admin/clock', { advanceMs: -1 })).status).toBe(400);
+  });
+
   it('a Luhn failure or an unknown card number is a 14', async () => {
     const account = await openAccount(base, 20_000);
     const digits = account.card.number;
