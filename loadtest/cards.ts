@@ -1,21 +1,14 @@
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import type { IssuedCard } from '../deploy/bulk-issuance.js';
 import { loadtestLimits } from './limits.js';
 
 // The card portfolio the cluster's card issuance writes: newline-delimited
 // JSON, one card per line. The load tester only reads it.
 
-export interface PortfolioCard {
-  accountId: string;
-  unit: string;
-  pan: string;
-  /** "YYYY-MM". */
-  expiry: string;
-  cvv: string;
-  creditLimit: { value: number; currency: string };
-  product: string;
-}
+/** A line of the card file as issuance writes it (deploy/bulk-issuance.ts); the applicant id is not needed here. */
+export type PortfolioCard = Omit<IssuedCard, 'applicantId'>;
 
 export const defaultCardsPath = 'deploy/data/cards.ndjson';
 

@@ -130,16 +130,24 @@ export async function runPhase(options: RunPhaseOptions): Promise<PhaseResult> {
   return options.mode === 'rate' ? runRatePhase(options, clock, options.rate!) : runClosedPhase(options, clock);
 }
 
-function runClosedPhase(options: RunPhaseOptions, clock: () => number): Promise<PhaseResult> {
-  const { connections } = options;
-  const startMs = clock();
-  const collector = new PhaseCollector({
+/**
+ * Both modes record without synthetic correction samples: closed loop measures
+ * throughput, and fixed rate measures from intended send times (see runRatePhase).
+ */
+function phaseCollector(options: RunPhaseOptions, startMs: number): PhaseCollector {
+  return new PhaseCollector({
     phase: options.name ?? options.mode,
     startMs,
     startSecond: options.startSecond ?? 0,
     correctionIntervalMs: null,
     durationSeconds: options.durationSeconds,
   });
+}
+
+function runClosedPhase(options: RunPhaseOptions, clock: () => number): Promise<PhaseResult> {
+  const { connections } = options;
+  const startMs = clock();
+  const collector = phaseCollector(options, startMs);
   const { workload } = options;
   const setupRequest = (raw: AutocannonRawRequest, context: AutocannonContext): AutocannonRawRequest => {
     const request = workload.next();
@@ -187,13 +195,7 @@ async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate:
   // No correction interval: latency is measured from the intended send time,
   // which already counts the waits a closed-loop client would omit; adding
   // HdrHistogram's synthetic samples on top would count them twice.
-  const collector = new PhaseCollector({
-    phase: options.name ?? options.mode,
-    startMs,
-    startSecond: options.startSecond ?? 0,
-    correctionIntervalMs: null,
-    durationSeconds: options.durationSeconds,
-  });
+  const collector = phaseCollector(options, startMs);
   // PhaseCollector keeps one latency per answer, so it gets the corrected one
   // and the raw distribution (from the write on the connection) is kept here.
   const raw = new LatencyHistogram();

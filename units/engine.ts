@@ -13,7 +13,7 @@ import type { BillingCurrency, FxTable, Money } from '../domain/money.js';
 import { makePan } from '../domain/pan.js';
 import { holdExpiryDays, type Product, type ProductTable } from '../domain/products.js';
 import {
-  authorizationIdSeparator, encodeResultLine,
+  authorizationIdSeparator, decodeResultLine, encodeResultLine,
   type AddCardOp, type AuthorizeOp, type IncrementOp, type OpenAccountOp, type ResultLine,
   type ReverseOp, type SetCardStatusOp, type SettleOp, type UnitOp,
 } from '../domain/protocol.js';
@@ -299,7 +299,7 @@ export class UnitEngine {
     if (key === null) return null;
     const row = this.statements.selectIdempotency.get(key) as { fingerprint: Buffer; answer: string } | undefined;
     if (row === undefined) return null;
-    if (row.fingerprint.equals(fingerprint)) return decodeStored(row.answer);
+    if (row.fingerprint.equals(fingerprint)) return decodeResultLine(row.answer);
     return this.authAnswer(null, responseCodes.duplicateTransmission, 0, null, null);
   }
 
@@ -370,12 +370,6 @@ function moneyText(amount: Money | null): string {
 
 function errorLine(error: ApiError): ResultLine {
   return { status: error.status, code: '-', approved: false, body: JSON.stringify(error.body()) };
-}
-
-function decodeStored(line: string): ResultLine {
-  const tab = line.indexOf('\t');
-  const head = line.slice(0, tab).split(' ');
-  return { status: Number(head[0]), code: head[1] ?? '-', approved: head[2] === '1', body: line.slice(tab + 1) };
 }
 
 export function addMonths(month: string, count: number): string {
