@@ -80,11 +80,15 @@ describe('channel isolation', () => {
     const [first] = accounts;
     const other = accounts.find((account) => account.unit !== first!.unit);
     expect(other).toBeDefined();
+    const surgeSize = limits.inflightPerChannelMax + 200;
+    // Open the surge's connections first (keep-alive keeps them): otherwise, on a
+    // loaded machine, thousands of TCP handshakes spread the surge's arrival past
+    // the upstream timeout, and late requests meet a unit already marked down.
+    await Promise.all(Array.from({ length: surgeSize + 10 }, () => call(cluster.gatewayUrl, 'GET', '/healthz')));
     // Freeze the surge's unit so its requests stay in flight at the gateway.
     const frozen = cluster.units.get(first!.unit)!;
     frozen.child.kill('SIGSTOP');
     try {
-      const surgeSize = limits.inflightPerChannelMax + 200;
       const surge = Array.from({ length: surgeSize }, () => authorize(cluster.gatewayUrl, { ...purchase(first!.card, 100), channel: 'ecommerce' }));
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       const started = performance.now();
