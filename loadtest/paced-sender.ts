@@ -44,7 +44,8 @@ export interface PacedAnswer {
 
 /** Where the sender reports. One object per phase, so there is no closure per request. */
 export interface PacedSink {
-  sent(nowMs: number): void;
+  /** `intendedMs`: the time the schedule made the request due, not the time it left. */
+  sent(intendedMs: number): void;
   answered(answer: PacedAnswer, nowMs: number): void;
   failed(nowMs: number, kind: PacedFailureKind): void;
 }
@@ -208,7 +209,10 @@ class PacedSender {
     const request = this.#options.source.next();
     this.#outstanding += 1;
     this.#stats.sent += 1;
-    sink.sent(nowMs);
+    // Counted in the second it was due in: the per-second "sent" series is the
+    // offered schedule, and a timer that fires a millisecond late must not move
+    // a request across a second boundary.
+    sink.sent(intendedMs);
     // dispatch may call back synchronously (onConnect, or onError for a closed
     // pool), so the counters above are already up to date when it does.
     this.#pool.dispatch(

@@ -57,6 +57,12 @@ export interface PhaseCollectorOptions {
   durationSeconds: number | null;
 }
 
+/**
+ * A time this close below a second boundary belongs to the later second: the
+ * paced schedule's startMs + k * 1000 / rate can land 1e-10 ms short of it.
+ */
+const boundaryToleranceMs = 1e-6;
+
 export class PhaseCollector {
   readonly #options: PhaseCollectorOptions;
   readonly #live = new Map<number, LiveSecond>();
@@ -76,7 +82,7 @@ export class PhaseCollector {
 
   #second(nowMs: number): LiveSecond {
     const lastIndex = this.#options.durationSeconds === null ? Infinity : this.#options.durationSeconds - 1;
-    const index = Math.max(this.#nextToFinalize, Math.min(lastIndex, Math.floor((nowMs - this.#options.startMs) / 1000)));
+    const index = Math.max(this.#nextToFinalize, Math.min(lastIndex, Math.floor((nowMs - this.#options.startMs + boundaryToleranceMs) / 1000)));
     assertLoadtest(index <= loadtestLimits.phaseSecondsMax + 1, 'phase second within bounds');
     let live = this.#live.get(index);
     if (live === undefined) {

@@ -201,7 +201,7 @@ async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate:
   const raw = new LatencyHistogram();
   const { workload } = options;
   const sink: PacedSink = {
-    sent: (nowMs) => collector.recordSent(nowMs),
+    sent: (intendedMs) => collector.recordSent(intendedMs),
     failed: (nowMs, kind) => collector.recordError(nowMs, kind),
     answered: (answer, nowMs) => {
       raw.recordMs(nowMs - answer.writtenMs);
