@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Version } from '../domain/gray.js';
 import type { TopologyFile, UnitSpec } from '../domain/topology.js';
 
 // Starts a cluster as real processes: one per unit, then the gateway. Used by
@@ -29,6 +30,8 @@ export interface ClusterOptions {
   nodeArgs?: string[];
   /** Where process output goes: a log file in root (default) or inherit. */
   output?: 'file' | 'inherit';
+  /** Start a gray instance beside every unit's stable one, over the same store (default false). */
+  gray?: boolean;
 }
 
 export interface RunningProcess {
@@ -44,6 +47,7 @@ export class Cluster {
   gatewayUrl = '';
   gateway: RunningProcess | null = null;
   readonly units = new Map<string, RunningProcess | null>();
+  readonly grayUnits = new Map<string, RunningProcess | null>();
   /** Log file descriptor; process output is rare (no per-request logs), so synchronous appends are fine. */
   private log: number | null;
 
@@ -54,8 +58,11 @@ export class Cluster {
     const units: UnitSpec[] = [];
     for (let i = 1; i <= count; i++) {
       const template = base.units[i - 1];
-      const port = options.fixedUnitPorts === true && template !== undefined ? template.port : 0;
-      units.push({ id: `dsu-${i}`, url: '', port, dataDir: join(options.root, `dsu-${i}`), weight: template?.weight ?? 1 });
+      const fixed = options.fixedUnitPorts === true && template !== undefined;
+      const port = fixed ? template.port : 0;
+      const unit: UnitSpec = { id: `dsu-${i}`, url: '', port, dataDir: join(options.root, `dsu-${i}`), weight: template?.weight ?? 1 };
+      if (options.gray === true) unit.gray = { url: '', port: fixed && template.gray !== undefined ? template.gray.port : 0 };
+      units.push(unit);
     }
     this.topology = { ...base, units, gateway: { ...base.gateway, port: options.gatewayPort ?? 0 } };
     this.topologyPath = join(options.root, 'topology.json');
@@ -66,8 +73,11 @@ export class Cluster {
   async start(): Promise<void> {
     this.writeTopology();
     try {
-      const started = await Promise.allSettled(this.topology.units.map((unit) => this.startUnit(unit.id)));
-      const failed = started.find((result) => result.status === 'rejected');
+      const starts = this.topology.units.map((unit) => this.startUnit(unit.id));
+      // Gray instances after the stable ones: the first instance over a new store creates its schema.
+      const started = await Promise.allSettled(starts);
+      const grayStarted = await Promise.allSettled(this.topology.units.filter((unit) => unit.gray !== undefined).map((unit) => this.startUnit(unit.id, 'gray')));
+      const failed = [...started, ...grayStarted].find((result) => result.status === 'rejected');
       if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
       await this.startGateway();
     } catch (error) {
@@ -82,39 +92,44 @@ export class Cluster {
     return spec;
   }
 
-  /** Starts (or restarts) a unit on its known port, or a free one the first time. */
-  async startUnit(unitId: string): Promise<void> {
+  /** Starts (or restarts) a unit instance on its known port, or a free one the first time. */
+  async startUnit(unitId: string, role: Version = 'stable'): Promise<void> {
     const spec = this.unitSpec(unitId);
-    const args = ['--id', unitId, '--topology', this.topologyPath, '--port', String(spec.port), '--data-dir', spec.dataDir];
-    const running = await this.spawnNode(join(repoRoot, 'dist/units/main.js'), args, unitId);
-    spec.port = running.port;
-    spec.url = `http://127.0.0.1:${running.port}`;
-    this.units.set(unitId, running);
+    const place = role === 'stable' ? spec : spec.gray;
+    if (place === undefined) throw new Error(`unit ${unitId} has no gray instance`);
+    const args = ['--id', unitId, '--topology', this.topologyPath, '--port', String(place.port), '--data-dir', spec.dataDir, '--role', role];
+    const running = await this.spawnNode(join(repoRoot, 'dist/units/main.js'), args, role === 'stable' ? unitId : `${unitId}/gray`);
+    place.port = running.port;
+    place.url = `http://127.0.0.1:${running.port}`;
+    (role === 'stable' ? this.units : this.grayUnits).set(unitId, running);
     this.writeTopology();
   }
 
   async startGateway(): Promise<void> {
     const port = this.gateway?.port ?? this.topology.gateway.port;
-    const running = await this.spawnNode(join(repoRoot, 'dist/gateway/main.js'), ['--topology', this.topologyPath, '--port', String(port)], 'gateway');
+    const args = ['--topology', this.topologyPath, '--port', String(port), '--state-dir', join(this.options.root, 'gateway')];
+    const running = await this.spawnNode(join(repoRoot, 'dist/gateway/main.js'), args, 'gateway');
     this.gateway = running;
     this.gatewayUrl = `http://127.0.0.1:${running.port}`;
   }
 
   /** Sends a signal (SIGKILL for a crash) and waits for the process to exit. */
-  async killUnit(unitId: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const running = this.units.get(unitId);
+  async killUnit(unitId: string, signal: NodeJS.Signals = 'SIGKILL', role: Version = 'stable'): Promise<void> {
+    const processes = role === 'stable' ? this.units : this.grayUnits;
+    const running = processes.get(unitId);
     if (running === undefined || running === null) return;
     await stopProcess(running.child, signal);
-    this.units.set(unitId, null);
+    processes.set(unitId, null);
   }
 
   async stop(): Promise<void> {
     const all: ChildProcess[] = [];
     if (this.gateway !== null) all.push(this.gateway.child);
-    for (const running of this.units.values()) if (running !== null) all.push(running.child);
+    for (const running of [...this.units.values(), ...this.grayUnits.values()]) if (running !== null) all.push(running.child);
     await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
     this.gateway = null;
     for (const unitId of this.units.keys()) this.units.set(unitId, null);
+    for (const unitId of this.grayUnits.keys()) this.grayUnits.set(unitId, null);
   }
 
   /** Stops every process and closes the log; the cluster cannot be restarted after. */

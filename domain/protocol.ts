@@ -1,6 +1,7 @@
 import type { Money } from './money.js';
 import type { Channel, TransactionType } from './products.js';
 import type { CardStatus } from './authorize-rules.js';
+import type { Version } from './gray.js';
 import { assert } from './limits.js';
 
 // The gateway-unit protocol. The gateway packs the requests that arrive for one
@@ -81,7 +82,17 @@ export interface SettleOp {
   kind: string;
 }
 
-export type UnitOp = AuthorizeOp | ReverseOp | IncrementOp | OpenAccountOp | AddCardOp | SetCardStatusOp | SettleOp;
+/**
+ * Full-link gray: the version the gateway decided for the request travels with
+ * the operation. The unit writes it into the journal entries the operation
+ * produces and into the answer; absent, the instance's own role applies (batch
+ * settlements, issuance).
+ */
+export interface VersionTag {
+  version?: Version;
+}
+
+export type UnitOp = (AuthorizeOp | ReverseOp | IncrementOp | OpenAccountOp | AddCardOp | SetCardStatusOp | SettleOp) & VersionTag;
 
 export interface ResultLine {
   status: number;
@@ -106,8 +117,17 @@ export function decodeResultLine(line: string): ResultLine {
   return { status, code: head[1] ?? '-', approved: head[2] === '1', body: line.slice(tab + 1) };
 }
 
-/** Authorization ids carry their unit: "<unitId>~<random>", so follow-ups route without a lookup. */
+/**
+ * Authorization ids carry their unit and the version that approved them:
+ * "<unitId>~<g|s><random prefix><counter>", so follow-ups route without a lookup.
+ */
 export const authorizationIdSeparator = '~';
+
+/** The version marked in an authorization id; ids without a marker (older ones) read as stable. */
+export function versionOfAuthorizationId(authorizationId: string): Version {
+  const at = authorizationId.indexOf(authorizationIdSeparator);
+  return authorizationId.charCodeAt(at + 1) === 0x67 /* g */ ? 'gray' : 'stable';
+}
 
 export function unitOfAuthorizationId(authorizationId: string): string | null {
   const at = authorizationId.indexOf(authorizationIdSeparator);

@@ -14,6 +14,24 @@ export interface UnitSpec {
   port: number;
   dataDir: string;
   weight: number;
+  /** The unit's gray instance, over the same store; absent when the unit runs none. */
+  gray?: { url: string; port: number };
+}
+
+/**
+ * What a release changes against the base parameters of the topology: product
+ * parameters by product (a new fee, a changed limit, a new risk rule).
+ */
+export interface ReleaseParameters {
+  products?: Record<string, Partial<Omit<Product, 'name' | 'iin'>>>;
+}
+
+export interface ReleasesSection {
+  /** Release names of the two instances of each unit when the cluster starts. */
+  stable: string;
+  gray: string;
+  /** Parameter changes by release name; a release not listed runs the base parameters. */
+  parameters: Record<string, ReleaseParameters>;
 }
 
 export interface ScoreBand {
@@ -31,12 +49,22 @@ export interface TopologyFile {
   fx: { pivot: string; rates: Record<string, string> };
   issuance: { defaultProduct: string; currency: string; scoreBands: ScoreBand[] };
   demo: { accounts: number };
+  releases?: ReleasesSection;
 }
 
 export interface Topology {
   file: TopologyFile;
   products: ProductTable;
   fx: FxTable;
+}
+
+/** The products as a release runs them: the base parameters with the release's changes applied. */
+export function releaseProducts(file: TopologyFile, release: string): ProductTable {
+  const changes = file.releases?.parameters[release]?.products ?? {};
+  for (const name of Object.keys(changes)) assert(name in file.products, `release ${release} changes a configured product (${name})`);
+  const products: TopologyFile['products'] = {};
+  for (const [name, base] of Object.entries(file.products)) products[name] = { ...base, ...changes[name] } as Omit<Product, 'name'>;
+  return makeProductTable(products);
 }
 
 export function loadTopology(path: string): Topology {

@@ -4,14 +4,16 @@ import type { UnitClient, UnitClientStats } from './unit-client.js';
 // Gateway metrics. Labelled children are cached: prom-client hashes the label set
 // on every labels() call, which is measurable at tens of thousands per second.
 
-type AuthLabels = 'channel' | 'unit' | 'decision' | 'code';
+type AuthLabels = 'channel' | 'unit' | 'version' | 'decision' | 'code';
 
 export class GatewayMetrics implements UnitClientStats {
   readonly registry = new Registry();
   private readonly authorizations: Counter<AuthLabels>;
   private readonly requestSeconds: Histogram<'route'>;
-  private readonly batchOps: Histogram<'unit'>;
-  private readonly batchSeconds: Histogram<'unit' | 'outcome'>;
+  private readonly batchOps: Histogram<'unit' | 'instance'>;
+  private readonly batchSeconds: Histogram<'unit' | 'instance' | 'outcome'>;
+  readonly grayPercent: Gauge;
+  readonly grayFallbacks: Counter<'unit' | 'outcome'>;
   readonly inflight: Gauge<'channel'>;
   readonly shed: Counter<'channel'>;
   private readonly authChildren = new Map<string, Counter.Internal>();
@@ -20,15 +22,17 @@ export class GatewayMetrics implements UnitClientStats {
   constructor(clients: () => readonly UnitClient[]) {
     collectDefaultMetrics({ register: this.registry, prefix: 'dsu_gateway_' });
     const registers = [this.registry];
-    this.authorizations = new Counter({ name: 'dsu_gateway_authorizations_total', help: 'Authorization answers by channel, unit, decision and ISO 8583 response code.', labelNames: ['channel', 'unit', 'decision', 'code'], registers });
+    this.authorizations = new Counter({ name: 'dsu_gateway_authorizations_total', help: 'Authorization answers by channel, unit, version (stable or gray), decision and ISO 8583 response code.', labelNames: ['channel', 'unit', 'version', 'decision', 'code'], registers });
     this.requestSeconds = new Histogram({ name: 'dsu_gateway_request_duration_seconds', help: 'Channel request latency at the gateway, by route.', labelNames: ['route'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers });
-    this.batchOps = new Histogram({ name: 'dsu_gateway_unit_batch_operations', help: 'Operations per upstream batch to a unit.', labelNames: ['unit'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers });
-    this.batchSeconds = new Histogram({ name: 'dsu_gateway_unit_batch_duration_seconds', help: 'Round trip of one upstream batch, commit included.', labelNames: ['unit', 'outcome'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 3], registers });
+    this.batchOps = new Histogram({ name: 'dsu_gateway_unit_batch_operations', help: 'Operations per upstream batch to a unit instance.', labelNames: ['unit', 'instance'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers });
+    this.batchSeconds = new Histogram({ name: 'dsu_gateway_unit_batch_duration_seconds', help: 'Round trip of one upstream batch, commit included.', labelNames: ['unit', 'instance', 'outcome'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 3], registers });
     this.inflight = new Gauge({ name: 'dsu_gateway_inflight_requests', help: 'Channel requests in flight, by channel.', labelNames: ['channel'], registers });
     this.shed = new Counter({ name: 'dsu_gateway_shed_requests_total', help: 'Requests refused with 429 because their channel had its maximum in flight.', labelNames: ['channel'], registers });
+    this.grayPercent = new Gauge({ name: 'dsu_gateway_gray_percent', help: 'Configured share of accounts on the gray version, in percent.', registers });
+    this.grayFallbacks = new Counter({ name: 'dsu_gateway_gray_fallbacks_total', help: 'Gray-tagged requests whose unit had no gray instance up: sent to stable (outcome=stable) or refused with 91 (outcome=rejected).', labelNames: ['unit', 'outcome'], registers });
     const poolGauge = (name: string, help: string, pick: (client: UnitClient) => number): void => {
-      new Gauge({ name, help, labelNames: ['unit'], registers, collect() {
-        for (const client of clients()) this.labels(client.unitId).set(pick(client));
+      new Gauge({ name, help, labelNames: ['unit', 'instance'], registers, collect() {
+        for (const client of clients()) this.labels(client.unitId, client.instance).set(pick(client));
       } });
     };
     poolGauge('dsu_gateway_unit_pool_connected', 'Open write-pool connections to the unit.', (c) => c.writePool.stats.connected);
@@ -38,11 +42,11 @@ export class GatewayMetrics implements UnitClientStats {
     poolGauge('dsu_gateway_unit_up', '1 when the unit answers, 0 while the gateway fails its requests fast.', (c) => (c.isDown ? 0 : 1));
   }
 
-  onAuthorization(channel: string, unit: string, approved: boolean, code: string): void {
-    const key = `${channel}|${unit}|${code}`;
+  onAuthorization(channel: string, unit: string, version: string, approved: boolean, code: string): void {
+    const key = `${channel}|${unit}|${version}|${code}`;
     let child = this.authChildren.get(key);
     if (child === undefined) {
-      child = this.authorizations.labels(channel, unit, approved ? 'approved' : 'declined', code);
+      child = this.authorizations.labels(channel, unit, version, approved ? 'approved' : 'declined', code);
       this.authChildren.set(key, child);
     }
     child.inc();
@@ -68,8 +72,8 @@ export class GatewayMetrics implements UnitClientStats {
     child.observe(seconds);
   }
 
-  onBatch(unitId: string, opsCount: number, seconds: number, ok: boolean): void {
-    this.batchOps.labels(unitId).observe(opsCount);
-    this.batchSeconds.labels(unitId, ok ? 'ok' : 'failed').observe(seconds);
+  onBatch(unitId: string, instance: string, opsCount: number, seconds: number, ok: boolean): void {
+    this.batchOps.labels(unitId, instance).observe(opsCount);
+    this.batchSeconds.labels(unitId, instance, ok ? 'ok' : 'failed').observe(seconds);
   }
 }

@@ -6,7 +6,7 @@ import { readBody, readBodyThen, sendError, sendJson, sendJsonText } from '../do
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import { isAccountId, makeAccountId, parsePan } from '../domain/pan.js';
-import type { ResultLine, UnitOp } from '../domain/protocol.js';
+import { versionOfAuthorizationId, type ResultLine, type UnitOp } from '../domain/protocol.js';
 import { responseCodes } from '../domain/response-codes.js';
 import type { Topology } from '../domain/topology.js';
 import { channels, type Channel } from '../domain/products.js';
@@ -16,6 +16,11 @@ import {
 import { GatewayMetrics } from './metrics.js';
 import { Router } from './router.js';
 import { UnitClient } from './unit-client.js';
+import { GrayAdmin, type InstanceView } from './gray-admin.js';
+import { GrayController } from './gray-controller.js';
+import { GrayStore } from './gray-store.js';
+import { panHash, type CardKeys } from '../domain/card-protect.js';
+import type { Version } from '../domain/gray.js';
 import { openAccounts } from './issuance.js';
 
 // The routing gateway: the single entry for channels. It validates, routes by
@@ -27,20 +32,42 @@ export interface GatewayOptions {
   port: number;
   topology: Topology;
   log: Logger;
+  /** Folder of the gray release state and its audit log. */
+  stateDir: string;
+  /** Bearer token of the admin API. */
+  adminToken: string;
+  /** Keys of the card-number hash: whitelisted cards are kept only as keyed hashes. */
+  cardKeys: CardKeys;
 }
+
+/** A unit's instances: [its own, its gray instance or null]; which one serves as stable is the gray controller's call. */
+type Instances = [UnitClient, UnitClient | null];
 
 export class GatewayServer {
   readonly router: Router;
-  readonly clients = new Map<string, UnitClient>();
+  readonly instances = new Map<string, Instances>();
   readonly metrics: GatewayMetrics;
+  readonly gray: GrayController;
+  private readonly grayAdmin: GrayAdmin;
   private readonly server: Server;
   private readonly inflight = new Map<Channel, number>(channels.map((channel) => [channel, 0]));
 
   constructor(private readonly options: GatewayOptions) {
     const { file } = options.topology;
     this.router = new Router(file.units, file.ring.vnodesPerWeight);
-    this.metrics = new GatewayMetrics(() => [...this.clients.values()]);
-    for (const unit of file.units) this.clients.set(unit.id, new UnitClient(unit.id, unit.url, this.metrics, options.log));
+    this.metrics = new GatewayMetrics(() => this.allClients());
+    for (const unit of file.units) {
+      const gray = unit.gray === undefined ? null : new UnitClient(unit.id, 'b', unit.gray.url, this.metrics, options.log);
+      this.instances.set(unit.id, [new UnitClient(unit.id, 'a', unit.url, this.metrics, options.log), gray]);
+    }
+    const unitIds = file.units.map((unit) => unit.id);
+    this.gray = new GrayController({
+      store: new GrayStore(options.stateDir), unitIds, log: options.log, nowMs: () => performance.now(),
+      unitsWithGray: new Set(file.units.filter((unit) => unit.gray !== undefined).map((unit) => unit.id)),
+      onRulesChange: (rules) => this.metrics.grayPercent.set(rules.percentBps / 100),
+    });
+    const hashCard = (pan: string): string => panHash(options.cardKeys, pan).toString('hex');
+    this.grayAdmin = new GrayAdmin(this.gray, options.adminToken, unitIds, hashCard, () => this.describeInstances());
     this.server = createServer({ keepAliveTimeout: 60_000, requestTimeout: 30_000 }, (request, response) => {
       if (request.method === 'POST' && request.url === '/v1/authorizations') {
         this.authorize(request, response, performance.now());
@@ -61,13 +88,45 @@ export class GatewayServer {
   async close(): Promise<void> {
     this.server.closeIdleConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    await Promise.all([...this.clients.values()].map((client) => client.close()));
+    this.gray.close();
+    await Promise.all(this.allClients().map((client) => client.close()));
   }
 
-  /** Sends one operation to a unit and resolves with its result, or null when the unit is unavailable. */
+  allClients(): UnitClient[] {
+    const all: UnitClient[] = [];
+    for (const [own, gray] of this.instances.values()) {
+      all.push(own);
+      if (gray !== null) all.push(gray);
+    }
+    return all;
+  }
+
+  /** The instance that serves the unit as `version`, or null when the unit has no gray instance. */
+  client(unitId: string, version: Version): UnitClient | null {
+    const instances = this.instances.get(unitId);
+    assert(instances !== undefined, 'the ring names a configured unit');
+    const stableSlot = this.gray.stableSlot(unitId);
+    return instances[version === 'stable' ? stableSlot : 1 - stableSlot] ?? null;
+  }
+
+  /**
+   * The instance for a version decision, with the fallback rule applied: a
+   * gray-tagged request whose unit has no gray instance up goes to stable when
+   * the rules allow it (counted), or gets null (answered 91, counted).
+   */
+  private pick(unitId: string, version: Version): { client: UnitClient; version: Version } | null {
+    const client = this.client(unitId, version);
+    if (version === 'stable' || (client !== null && !client.isDown)) return { client: client as UnitClient, version };
+    const reject = this.gray.rules.fallback === 'reject';
+    this.gray.onFallback(reject);
+    this.metrics.grayFallbacks.labels(unitId, reject ? 'rejected' : 'stable').inc();
+    return reject ? null : { client: this.client(unitId, 'stable') as UnitClient, version: 'stable' };
+  }
+
+  /** Sends one operation to a unit's stable instance and resolves with its result, or null when the unit is unavailable. */
   call(unitId: string, op: UnitOp): Promise<ResultLine | null> {
-    const client = this.clients.get(unitId);
-    if (client === undefined) return Promise.resolve(null);
+    if (!this.instances.has(unitId)) return Promise.resolve(null);
+    const client = this.client(unitId, 'stable') as UnitClient;
     return new Promise((resolve) => client.submit(op, resolve));
   }
 
@@ -87,6 +146,9 @@ export class GatewayServer {
     } else if (path.startsWith('/v1/accounts') || path === '/v1/cards/status') {
       routeName = 'accounts';
       await this.accounts(request, response, method, parts);
+    } else if (path === '/admin/gray' || path.startsWith('/admin/gray/')) {
+      routeName = 'admin';
+      await this.grayAdmin.handle(request, response, method, path, new URLSearchParams(url.slice(path.length)));
     } else if (method === 'GET' && path === '/healthz') {
       this.health(response);
     } else if (method === 'GET' && path === '/metrics') {
@@ -127,9 +189,11 @@ export class GatewayServer {
   private authorize(request: IncomingMessage, response: ServerResponse, startedMs: number): void {
     const key = parseIdempotencyKey(request.headers['idempotency-key'], true);
     const type = request.headers['content-type'];
-    if (key instanceof ApiError || (type !== undefined && !type.startsWith('application/json'))) {
+    const force = parseGrayHeader(request.headers['x-gray']);
+    if (key instanceof ApiError || force instanceof ApiError || (type !== undefined && !type.startsWith('application/json'))) {
       request.resume();
-      return sendError(response, key instanceof ApiError ? key : new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json', null));
+      const error = key instanceof ApiError ? key : force instanceof ApiError ? force : new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json', null);
+      return sendError(response, error);
     }
     readBodyThen(request, limits.requestBodyBytesMax, (read) => {
       if (!read.ok) return sendError(response, read.error);
@@ -137,16 +201,16 @@ export class GatewayServer {
       if (body instanceof ApiError) return sendError(response, body);
       const auth = parseAuthorization(body);
       if (auth instanceof ApiError) return sendError(response, auth);
-      this.authorizeParsed(auth, key as string, response, startedMs);
+      this.authorizeParsed(auth, key as string, force, response, startedMs);
     });
   }
 
-  private authorizeParsed(auth: AuthorizationRequest, key: string, response: ServerResponse, startedMs: number): void {
+  private authorizeParsed(auth: AuthorizationRequest, key: string, force: GrayHeader, response: ServerResponse, startedMs: number): void {
     const pan = parsePan(auth.card.number);
     const channel = auth.channel;
     if (!pan.ok) {
-      this.metrics.onAuthorization(channel, '-', false, responseCodes.unknownCard);
-      return sendJson(response, 200, declineBody(responseCodes.unknownCard, null));
+      this.metrics.onAuthorization(channel, '-', 'stable', false, responseCodes.unknownCard);
+      return sendJson(response, 200, declineBody(responseCodes.unknownCard, null, 'stable'));
     }
     const inflight = this.inflight.get(channel) ?? 0;
     if (inflight >= limits.inflightPerChannelMax) {
@@ -156,30 +220,37 @@ export class GatewayServer {
     this.inflight.set(channel, inflight + 1);
     this.metrics.inflightChange(channel, 1);
     const unitId = this.router.unitOfAccount(pan.accountId);
-    const client = this.clients.get(unitId);
-    assert(client !== undefined, 'the ring names a configured unit');
-    client.submit({
-      op: 'authorize', idempotencyKey: key, pan: auth.card.number, expiry: auth.card.expiry, cvv: auth.card.cvv,
-      amount: auth.amount, type: auth.type, channel, merchant: auth.merchant, partialAllowed: auth.partialAllowed,
-    }, (result) => {
+    const decided = this.gray.decide(force, pan.accountId, channel, unitId, () => panHash(this.options.cardKeys, auth.card.number).toString('hex')).version;
+    const picked = this.pick(unitId, decided);
+    const version = picked === null ? decided : picked.version;
+    const done = (result: ResultLine | null): void => {
       this.inflight.set(channel, (this.inflight.get(channel) ?? 1) - 1);
       this.metrics.inflightChange(channel, -1);
+      const latencyMs = performance.now() - startedMs;
       if (result === null) {
-        this.metrics.onAuthorization(channel, unitId, false, responseCodes.unitUnavailable);
-        sendJson(response, 200, declineBody(responseCodes.unitUnavailable, unitId));
+        this.metrics.onAuthorization(channel, unitId, version, false, responseCodes.unitUnavailable);
+        this.gray.onAnswer(version, 200, responseCodes.unitUnavailable, false, latencyMs);
+        sendJson(response, 200, declineBody(responseCodes.unitUnavailable, unitId, version));
       } else {
-        this.metrics.onAuthorization(channel, unitId, result.approved, result.code);
+        this.metrics.onAuthorization(channel, unitId, version, result.approved, result.code);
+        this.gray.onAnswer(version, result.status, result.code, result.approved, latencyMs);
         sendJsonText(response, result.status, result.body);
       }
-      this.metrics.onRequest('authorize', (performance.now() - startedMs) / 1000);
-    });
+      this.metrics.onRequest('authorize', latencyMs / 1000);
+    };
+    if (picked === null) return done(null);
+    picked.client.submit({
+      op: 'authorize', idempotencyKey: key, pan: auth.card.number, expiry: auth.card.expiry, cvv: auth.card.cvv,
+      amount: auth.amount, type: auth.type, channel, merchant: auth.merchant, partialAllowed: auth.partialAllowed, version,
+    }, done);
   }
 
   private async followUp(request: IncomingMessage, response: ServerResponse, authorizationId: string, increment: boolean): Promise<void> {
     const key = parseIdempotencyKey(request.headers['idempotency-key'], false);
-    if (key instanceof ApiError) {
+    const force = parseGrayHeader(request.headers['x-gray']);
+    if (key instanceof ApiError || force instanceof ApiError) {
       request.resume();
-      return sendError(response, key);
+      return sendError(response, key instanceof ApiError ? key : force as ApiError);
     }
     const body = await this.readJson(request, response);
     if (body === null) return;
@@ -187,11 +258,19 @@ export class GatewayServer {
     if (parsed instanceof ApiError) return sendError(response, parsed);
     const unitId = this.router.unitOfAuthorization(authorizationId);
     if (unitId === null) return sendError(response, new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${authorizationId}`, 'authorizationId'));
+    if (!this.instances.has(unitId)) return sendError(response, new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${authorizationId}`, 'authorizationId'));
+    // Same unit whichever version is live: both instances share the unit's store.
+    // The version follows the authorization's own while gray takes traffic.
+    const sameAsAuthorization = this.gray.grayLive ? versionOfAuthorizationId(authorizationId) : 'stable';
+    const picked = this.pick(unitId, force === 'on' ? 'gray' : force === 'off' ? 'stable' : sameAsAuthorization);
+    const unavailable = (version: Version): void => sendJson(response, 200, { ...declineBody(responseCodes.unitUnavailable, unitId, version), authorizationId });
+    if (picked === null) return unavailable('gray');
+    const { client, version } = picked;
     const op: UnitOp = increment && parsed.amount !== null
-      ? { op: 'increment', idempotencyKey: key, authorizationId, amount: parsed.amount }
-      : { op: 'reverse', idempotencyKey: key, authorizationId, amount: parsed.amount };
-    const result = await this.call(unitId, op);
-    if (result === null) return sendJson(response, 200, { ...declineBody(responseCodes.unitUnavailable, unitId), authorizationId });
+      ? { op: 'increment', idempotencyKey: key, authorizationId, amount: parsed.amount, version }
+      : { op: 'reverse', idempotencyKey: key, authorizationId, amount: parsed.amount, version };
+    const result = await new Promise<ResultLine | null>((resolve) => client.submit(op, resolve));
+    if (result === null) return unavailable(version);
     sendJsonText(response, result.status, result.body);
   }
 
@@ -274,8 +353,8 @@ export class GatewayServer {
 
   private async balance(response: ServerResponse, accountId: string): Promise<void> {
     if (!isAccountId(accountId)) return sendError(response, new ApiError('ACCOUNT_NOT_FOUND', `no account ${accountId}`, 'accountId'));
-    const client = this.clients.get(this.router.unitOfAccount(accountId));
-    if (client === undefined || client.isDown) return sendError(response, new ApiError('UNIT_UNAVAILABLE', 'the unit of this account is unavailable', null));
+    const client = this.client(this.router.unitOfAccount(accountId), 'stable');
+    if (client === null || client.isDown) return sendError(response, new ApiError('UNIT_UNAVAILABLE', 'the unit of this account is unavailable', null));
     try {
       const upstream = await client.readPool.request({ path: `/v1/accounts/${accountId}`, method: 'GET' });
       sendJsonText(response, upstream.statusCode, await upstream.body.text());
@@ -286,8 +365,30 @@ export class GatewayServer {
 
   private health(response: ServerResponse): void {
     const units: Record<string, string> = {};
-    for (const client of this.clients.values()) units[client.unitId] = client.isDown ? 'down' : 'up';
-    sendJson(response, 200, { status: 'ok', units });
+    const grayUnits: Record<string, string> = {};
+    for (const unitId of this.instances.keys()) {
+      units[unitId] = (this.client(unitId, 'stable') as UnitClient).isDown ? 'down' : 'up';
+      const gray = this.client(unitId, 'gray');
+      if (gray !== null) grayUnits[unitId] = gray.isDown ? 'down' : 'up';
+    }
+    sendJson(response, 200, { status: 'ok', units, grayUnits, grayPercent: this.gray.rules.percentBps / 100 });
+  }
+
+  /** Each unit's instances as their own health checks describe them (release, role, journal position). */
+  private async describeInstances(): Promise<InstanceView[]> {
+    const describe = async (client: UnitClient | null): Promise<object | null> => {
+      if (client === null) return null;
+      try {
+        const answer = await client.readPool.request({ path: '/healthz', method: 'GET', headersTimeout: 1_000, bodyTimeout: 1_000 });
+        const health = (await answer.body.json()) as { release?: string; journalSeq?: number };
+        return { instance: client.instance, url: client.url, up: true, release: health.release ?? null, journalSeq: health.journalSeq ?? null };
+      } catch {
+        return { instance: client.instance, url: client.url, up: false, release: null, journalSeq: null };
+      }
+    };
+    return Promise.all([...this.instances.keys()].map(async (unit) => ({
+      unit, stable: await describe(this.client(unit, 'stable')), gray: await describe(this.client(unit, 'gray')),
+    })));
   }
 
   /** A fresh account id under a product's IIN; collisions are retried by the caller. */
@@ -298,6 +399,14 @@ export class GatewayServer {
   }
 }
 
-function declineBody(code: string, unit: string | null): object {
-  return { authorizationId: null, approved: false, responseCode: code, approvedAmount: null, availableCredit: null, unit };
+function declineBody(code: string, unit: string | null, version: Version): object {
+  return { authorizationId: null, approved: false, responseCode: code, approvedAmount: null, availableCredit: null, unit, version };
+}
+
+type GrayHeader = 'on' | 'off' | null;
+
+function parseGrayHeader(value: string | string[] | undefined): GrayHeader | ApiError {
+  if (value === undefined) return null;
+  if (value === 'on' || value === 'off') return value;
+  return new ApiError('INVALID_FIELD', 'x-gray is "on" or "off"', 'x-gray');
 }

@@ -15,7 +15,7 @@ import { decodeResultLine, type ResultLine, type UnitOp } from '../domain/protoc
 export type OpCallback = (result: ResultLine | null) => void;
 
 export interface UnitClientStats {
-  onBatch(unitId: string, opsCount: number, seconds: number, ok: boolean): void;
+  onBatch(unitId: string, instance: string, opsCount: number, seconds: number, ok: boolean): void;
 }
 
 export class UnitClient {
@@ -30,6 +30,8 @@ export class UnitClient {
 
   constructor(
     readonly unitId: string,
+    /** Which of the unit's instances: "a" its own, "b" its gray instance (roles swap on promotion). */
+    readonly instance: 'a' | 'b',
     readonly url: string,
     private readonly stats: UnitClientStats,
     private readonly log: Logger,
@@ -101,12 +103,12 @@ export class UnitClient {
     } catch (error) {
       this.markDown(error);
     }
-    this.stats.onBatch(this.unitId, lines.length, Number(process.hrtime.bigint() - started) / 1e9, results !== null);
+    this.stats.onBatch(this.unitId, this.instance, lines.length, Number(process.hrtime.bigint() - started) / 1e9, results !== null);
     for (let i = 0; i < callbacks.length; i++) (callbacks[i] as OpCallback)(results === null ? null : (results[i] as ResultLine));
   }
 
   private markDown(error: unknown): void {
-    if (!this.isDown) this.log.warn('unit unavailable', { unit: this.unitId, url: this.url, error: String(error) });
+    if (!this.isDown) this.log.warn('unit unavailable', { unit: this.unitId, instance: this.instance, url: this.url, error: String(error) });
     this.downUntilMs = Date.now() + limits.unitDownBackoffMs;
     // Operations queued behind the failed batch would meet the same fate: answer them now.
     const callbacks = this.queueCallbacks;

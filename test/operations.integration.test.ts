@@ -33,7 +33,7 @@ describe('operations', () => {
     for (const name of ['dsu_gateway_authorizations_total', 'dsu_gateway_request_duration_seconds_bucket', 'dsu_gateway_inflight_requests', 'dsu_gateway_unit_batch_operations_bucket', 'dsu_gateway_unit_pool_connected', 'dsu_gateway_unit_up']) {
       expect(String(gateway.body), name).toContain(name);
     }
-    expect(String(gateway.body)).toMatch(new RegExp(`dsu_gateway_authorizations_total\\{channel="pos",unit="${account.unit}",decision="approved",code="00"\\} ${onItsUnit}`));
+    expect(String(gateway.body)).toMatch(new RegExp(`dsu_gateway_authorizations_total\\{channel="pos",unit="${account.unit}",version="stable",decision="approved",code="00"\\} ${onItsUnit}`));
     for (const unit of cluster.topology.units) {
       const metrics = String((await call(unit.url, 'GET', '/metrics')).body);
       for (const name of ['dsu_unit_operations_total', 'dsu_unit_group_commit_operations_bucket', 'dsu_unit_group_commit_duration_seconds_bucket']) expect(metrics, `${unit.id} ${name}`).toContain(name);

@@ -28,7 +28,7 @@ beforeEach(() => {
   clock = new ManualClock(start);
   engine = new UnitEngine({
     unitId: 'dsu-9', db: databases.writer, keys: deriveCardKeys(demoCardHashKeyHex), products: topology.products,
-    fx: topology.fx, clock, utcOffsetMinutes: topologyFile.businessDayUtcOffsetMinutes,
+    fx: topology.fx, clock, utcOffsetMinutes: topologyFile.businessDayUtcOffsetMinutes, role: 'stable',
   });
 });
 

@@ -5,6 +5,7 @@ import {
   type AccountState, type CardState, type CardStatus, type Decision,
 } from '../domain/authorize-rules.js';
 import { cvvHash, panHash, type CardKeys } from '../domain/card-protect.js';
+import type { Version } from '../domain/gray.js';
 import { fingerprint } from '../domain/fingerprint.js';
 import { msPerDay, type Clock } from '../domain/clock.js';
 import { ApiError } from '../domain/errors.js';
@@ -32,15 +33,19 @@ export interface EngineOptions {
   fx: FxTable;
   clock: Clock;
   utcOffsetMinutes: number;
+  /** The role this instance takes for operations that carry no version tag. */
+  role: Version;
 }
 
 export class UnitEngine {
   readonly unitId: string;
   private readonly statements: Statements;
   private readonly options: EngineOptions;
-  /** Authorization ids: unit, a random prefix drawn at start-up, then a counter (see nextAuthorizationId). */
-  private readonly authorizationIdPrefix: string;
+  /** Authorization ids: unit, version marker, a random prefix drawn at start-up, then a counter (see nextAuthorizationId). */
+  private readonly authorizationIdPrefixes: Record<Version, string>;
   private authorizationCounter = 0;
+  /** The version of the operation being applied: its tag, or this instance's role. */
+  private version: Version;
   private calendarCache = { startMs: Number.NaN, day: '', month: '' };
 
   constructor(options: EngineOptions) {
@@ -48,7 +53,12 @@ export class UnitEngine {
     this.options = options;
     this.unitId = options.unitId;
     this.statements = prepareStatements(options.db);
-    this.authorizationIdPrefix = options.unitId + authorizationIdSeparator + randomBytes(8).toString('base64url');
+    const random = randomBytes(8).toString('base64url');
+    this.authorizationIdPrefixes = {
+      stable: options.unitId + authorizationIdSeparator + 's' + random,
+      gray: options.unitId + authorizationIdSeparator + 'g' + random,
+    };
+    this.version = options.role;
   }
 
   /**
@@ -61,10 +71,11 @@ export class UnitEngine {
    */
   private nextAuthorizationId(): string {
     this.authorizationCounter++;
-    return this.authorizationIdPrefix + this.authorizationCounter.toString(36).padStart(8, '0');
+    return this.authorizationIdPrefixes[this.version] + this.authorizationCounter.toString(36).padStart(8, '0');
   }
 
   apply(op: UnitOp): ResultLine {
+    this.version = op.version ?? this.options.role;
     switch (op.op) {
       case 'authorize': return this.authorize(op);
       case 'reverse': return this.reverse(op);
@@ -227,6 +238,7 @@ export class UnitEngine {
 
   /** Releases holds whose life ended; returns how many expired. */
   expireHolds(nowMs: number, holdsMax: number): number {
+    this.version = this.options.role;
     const expired = this.statements.selectExpiredHolds.all(nowMs, holdsMax) as HoldRow[];
     for (const hold of expired) {
       this.statements.updateHold.run(hold.txn_amount, 0, 'expired', hold.expires_at, hold.authorization_id);
@@ -308,14 +320,14 @@ export class UnitEngine {
     const body = {
       authorizationId, approved, responseCode: code,
       approvedAmount: amount === null ? null : { value: approvedMinor, currency: amount.currency },
-      availableCredit: available, unit: this.unitId,
+      availableCredit: available, unit: this.unitId, version: this.version,
     };
     return { status: 200, code, approved, body: JSON.stringify(body) };
   }
 
   private followUpAnswer(authorizationId: string, code: ResponseCode, account: AccountRow): ResultLine {
     const available = { value: openToBuyMinor(accountState(account)), currency: account.currency };
-    const body = { authorizationId, approved: isApproval(code), responseCode: code, availableCredit: available, unit: this.unitId };
+    const body = { authorizationId, approved: isApproval(code), responseCode: code, availableCredit: available, unit: this.unitId, version: this.version };
     return { status: 200, code, approved: isApproval(code), body: JSON.stringify(body) };
   }
 
@@ -323,6 +335,7 @@ export class UnitEngine {
     this.statements.insertJournal.run(
       at, kind, accountId, authorizationId, amountMinor, currency, JSON.stringify(detail),
       retry === null ? null : retry.key, retry === null ? null : retry.fingerprint, retry === null ? null : encodeResultLine(retry.answer),
+      this.version,
     );
   }
 

@@ -1,4 +1,5 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Version } from '../domain/gray.js';
 import type { UnitOp } from '../domain/protocol.js';
 import type { CommitStats } from './group-commit.js';
 
@@ -6,17 +7,20 @@ import type { CommitStats } from './group-commit.js';
 
 export class UnitMetrics implements CommitStats {
   readonly registry = new Registry();
-  private readonly operations: Counter<'unit' | 'op' | 'channel' | 'code'>;
+  private readonly operations: Counter<'unit' | 'op' | 'channel' | 'code' | 'version'>;
   private readonly commitOps: Histogram<'unit'>;
   private readonly commitSeconds: Histogram<'unit'>;
   private readonly children = new Map<string, Counter.Internal>();
 
-  constructor(private readonly unitId: string) {
+  constructor(private readonly unitId: string, release: string, private readonly role: Version) {
+    // Every series of an instance carries its release, so a stable and a gray
+    // instance of one unit are told apart (the version of each operation is a label below).
+    this.registry.setDefaultLabels({ release });
     collectDefaultMetrics({ register: this.registry, prefix: 'dsu_unit_' });
     this.operations = new Counter({
       name: 'dsu_unit_operations_total',
       help: 'Operations applied by the unit, by operation, channel and ISO 8583 response code (- when none).',
-      labelNames: ['unit', 'op', 'channel', 'code'],
+      labelNames: ['unit', 'op', 'channel', 'code', 'version'],
       registers: [this.registry],
     });
     this.commitOps = new Histogram({
@@ -42,10 +46,11 @@ export class UnitMetrics implements CommitStats {
 
   onOp(op: UnitOp, code: string): void {
     const channel = op.op === 'authorize' ? op.channel : '-';
-    const key = `${op.op}|${channel}|${code}`;
+    const version = op.version ?? this.role;
+    const key = `${op.op}|${channel}|${code}|${version}`;
     let child = this.children.get(key);
     if (child === undefined) {
-      child = this.operations.labels(this.unitId, op.op, channel, code);
+      child = this.operations.labels(this.unitId, op.op, channel, code, version);
       this.children.set(key, child);
     }
     child.inc();

@@ -46,6 +46,7 @@ const isRelease = (value: unknown): boolean => {
 function checkOp(value: unknown): string | null {
   if (typeof value !== 'object' || value === null) return 'op';
   const op = value as Record<string, unknown>;
+  if (op['version'] !== undefined && op['version'] !== 'stable' && op['version'] !== 'gray') return 'version';
   switch (op['op']) {
     case 'authorize': {
       const merchant = op['merchant'] as Record<string, unknown> | null;

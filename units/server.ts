@@ -8,7 +8,8 @@ import { ApiError } from '../domain/errors.js';
 import { readBody, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
-import type { Topology } from '../domain/topology.js';
+import type { Version } from '../domain/gray.js';
+import { releaseProducts, type Topology } from '../domain/topology.js';
 import { UnitEngine } from './engine.js';
 import { GroupCommitter } from './group-commit.js';
 import { UnitMetrics } from './metrics.js';
@@ -27,6 +28,10 @@ export interface UnitServerOptions {
   topology: Topology;
   keys: CardKeys;
   log: Logger;
+  /** The role for operations without a version tag; the gateway tags the ones it routes. */
+  role: Version;
+  /** The release this instance runs (its parameters); reported in health and metrics. */
+  release: string;
 }
 
 const batchBodyBytesMax = 8 * 1024 * 1024;
@@ -47,16 +52,18 @@ export class UnitServer {
   private readonly feedWaiters = new Map<number, (text: string, error?: string) => void>();
   private feedRequestSeq = 0;
   private readonly readLastSeq;
+  private readonly readClockOffset;
 
   constructor(private readonly options: UnitServerOptions) {
-    this.metrics = new UnitMetrics(options.unitId);
+    this.metrics = new UnitMetrics(options.unitId, options.release, options.role);
     this.databases = openUnitDatabases({ dataDir: options.dataDir, cacheKiB: 64 * 1024 });
     const { writer, reader } = this.databases;
-    const offset = writer.prepare("SELECT value FROM meta WHERE key = 'clockOffsetMs'").get() as { value: string } | undefined;
-    this.clock = new OffsetClock(offset === undefined ? 0 : Number(offset.value));
+    this.readClockOffset = writer.prepare("SELECT value FROM meta WHERE key = 'clockOffsetMs'").pluck();
+    const offset = this.readClockOffset.get() as string | undefined;
+    this.clock = new OffsetClock(offset === undefined ? 0 : Number(offset));
     this.engine = new UnitEngine({
-      unitId: options.unitId, db: writer, keys: options.keys, products: options.topology.products,
-      fx: options.topology.fx, clock: this.clock, utcOffsetMinutes: options.topology.file.businessDayUtcOffsetMinutes,
+      unitId: options.unitId, db: writer, keys: options.keys, products: releaseProducts(options.topology.file, options.release),
+      fx: options.topology.fx, clock: this.clock, utcOffsetMinutes: options.topology.file.businessDayUtcOffsetMinutes, role: options.role,
     });
     this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue());
     this.readAccount = reader.prepare('SELECT account_id, currency, credit_limit, posted_balance, open_holds FROM accounts WHERE account_id = ?');
@@ -84,11 +91,22 @@ export class UnitServer {
   }
 
   private sweepIfDue(): void {
+    if (this.clock.nowMs() - this.lastSweepMs < sweepIntervalMs) return;
+    this.followStoredClock();
     const nowMs = this.clock.nowMs();
-    if (nowMs - this.lastSweepMs < sweepIntervalMs) return;
     this.lastSweepMs = nowMs;
     const expired = this.engine.expireHolds(nowMs, sweepHoldsMax);
     if (expired > 0) this.options.log.info('holds expired', { unit: this.options.unitId, expired });
+  }
+
+  /**
+   * The simulated clock's offset lives in the store, shared by the stable and the
+   * gray instance: an instance whose clock another one advanced catches up at its
+   * next sweep (within a second), so both expire holds on the same days.
+   */
+  private followStoredClock(): void {
+    const stored = Number(this.readClockOffset.get() ?? 0);
+    if (stored > this.clock.offsetMs) this.clock.offsetMs = stored;
   }
 
   private route(request: IncomingMessage, response: ServerResponse): void {
@@ -102,7 +120,8 @@ export class UnitServer {
     } else if (request.method === 'GET' && url === '/v1/totals') {
       this.askFeedWorker({ totals: true }, response);
     } else if (request.method === 'GET' && url === '/healthz') {
-      sendJson(response, 200, { status: 'ok', unit: this.options.unitId, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
+      const { unitId, role, release } = this.options;
+      sendJson(response, 200, { status: 'ok', unit: unitId, role, release, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
     } else if (request.method === 'GET' && url === '/metrics') {
       void this.sendMetrics(response);
     } else if (request.method === 'POST' && url === '/admin/clock') {
@@ -196,6 +215,7 @@ export class UnitServer {
     if (typeof advanceMs !== 'number' || !Number.isSafeInteger(advanceMs) || advanceMs < 0) {
       return sendError(response, new ApiError('INVALID_FIELD', 'advanceMs is a non-negative integer (the clock only moves forward)', 'advanceMs'));
     }
+    this.followStoredClock();
     this.clock.offsetMs += advanceMs;
     this.databases.writer.prepare("INSERT INTO meta (key, value) VALUES ('clockOffsetMs', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(this.clock.offsetMs));
     this.lastSweepMs = 0;

@@ -65,8 +65,8 @@ export function prepareStatements(db: Database.Database) {
       FROM holds WHERE status = 'open' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
     selectIdempotency: db.prepare('SELECT fingerprint, answer FROM journal WHERE idempotency_key = ?'),
     insertJournal: db.prepare(`
-      INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, fingerprint, answer)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, fingerprint, answer, version)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
   };
 }
 

@@ -75,11 +75,28 @@ CREATE TABLE IF NOT EXISTS journal (
   detail TEXT NOT NULL,
   idempotency_key TEXT,
   fingerprint BLOB,
-  answer TEXT
+  answer TEXT,
+  version TEXT
 ) STRICT;
 
 CREATE UNIQUE INDEX IF NOT EXISTS journal_by_idempotency_key ON journal (idempotency_key) WHERE idempotency_key IS NOT NULL;
 `;
+
+/**
+ * Brings a store written by an older version up to this schema, additively only
+ * (a stable and a gray instance of different versions share the store). Run in
+ * an IMMEDIATE transaction, so two instances starting together migrate once.
+ */
+function migrate(writer: Database.Database): void {
+  const hasColumn = (table: string, column: string): boolean =>
+    (writer.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all() as string[]).includes(column);
+  if (hasColumn('journal', 'version')) return;
+  writer.transaction(() => {
+    // The version that handled the entry's operation (stable or gray); NULL in
+    // entries written before gray release existed, which were all stable.
+    if (!hasColumn('journal', 'version')) writer.exec('ALTER TABLE journal ADD COLUMN version TEXT');
+  }).immediate();
+}
 
 export interface StoreOptions {
   dataDir: string;
@@ -112,6 +129,7 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   // but the work no longer sits in the commit path.
   writer.pragma('wal_autocheckpoint = 0');
   writer.exec(schema);
+  migrate(writer);
   const reader = new Database(path, { readonly: true });
   reader.pragma('busy_timeout = 5000');
   reader.pragma(`cache_size = -${options.cacheKiB}`);

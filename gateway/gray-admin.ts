@@ -1,0 +1,137 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApiError } from '../domain/errors.js';
+import { parsePlan } from '../domain/gray-plan.js';
+import { parseReason, parseRulesUpdate } from '../domain/gray.js';
+import { readBody, sendError, sendJson } from '../domain/http-util.js';
+import type { Actor, GrayController } from './gray-controller.js';
+import { parseJsonObject } from './channel-request.js';
+
+// The operators' HTTP API for gray release, under /admin/gray, guarded by a
+// bearer token. A request without the token, or with another one, gets 401 and
+// changes nothing; the token is compared in constant time.
+//
+//   GET  /admin/gray             rules, per-unit instances, configured vs observed split, plan
+//   PUT  /admin/gray             {"percent", "whitelist": {"cards", "accounts"}, "channels", "units", "fallback", "reason"}
+//   POST /admin/gray/plans       {"steps": [...], "gates": {...}, "reason"} starts a release plan
+//   POST /admin/gray/pause       pauses the running plan (the split stays as it is)
+//   POST /admin/gray/resume      resumes a paused plan at its current step
+//   POST /admin/gray/promote     gray becomes stable on every unit with a gray instance
+//   POST /admin/gray/abort       the percentage goes to zero at once; a plan is aborted
+//   GET  /admin/gray/history     the audit log, newest first (?limit=&after=)
+//
+// Who made a change comes from the x-operator header (default "admin"), why
+// from the body's "reason".
+
+export const demoAdminToken = 'demo-admin-token';
+const adminBodyBytesMax = 256 * 1024;
+const historyEntriesMax = 1_000;
+
+export interface InstanceView {
+  unit: string;
+  stable: object | null;
+  gray: object | null;
+}
+
+export class GrayAdmin {
+  private readonly tokenDigest: Buffer;
+
+  constructor(
+    private readonly controller: GrayController,
+    token: string,
+    private readonly unitIds: readonly string[],
+    private readonly hashCard: (pan: string) => string,
+    private readonly instances: () => Promise<InstanceView[]>,
+  ) {
+    this.tokenDigest = digest(token);
+  }
+
+  async handle(request: IncomingMessage, response: ServerResponse, method: string, path: string, query: URLSearchParams): Promise<void> {
+    if (!this.authorized(request.headers.authorization)) {
+      request.resume();
+      response.setHeader('www-authenticate', 'Bearer realm="dsu-admin"');
+      return sendError(response, new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <ADMIN_TOKEN>', 'authorization'));
+    }
+    const who = operatorOf(request.headers['x-operator']);
+    if (who instanceof ApiError) {
+      request.resume();
+      return sendError(response, who);
+    }
+    if (method === 'GET' && path === '/admin/gray') {
+      return sendJson(response, 200, { ...this.controller.status(), instances: await this.instances() });
+    }
+    if (method === 'GET' && path === '/admin/gray/history') return this.history(response, query);
+    if (method !== 'PUT' && method !== 'POST') {
+      request.resume();
+      return sendError(response, new ApiError('METHOD_NOT_ALLOWED', `no route ${method} ${path}`, null));
+    }
+    const body = await readJsonBody(request);
+    if (body instanceof ApiError) return sendError(response, body);
+    const outcome = this.command(method, path, body, who);
+    if (outcome instanceof ApiError) return sendError(response, outcome);
+    sendJson(response, 200, { change: outcome, status: this.controller.status() });
+  }
+
+  private command(method: string, path: string, body: Record<string, unknown>, who: string): object | ApiError {
+    const controller = this.controller;
+    if (method === 'PUT' && path === '/admin/gray') {
+      const update = parseRulesUpdate(body, controller.rules, this.unitIds, this.hashCard);
+      if (update instanceof ApiError) return update;
+      return controller.updateRules(update.rules, { who, reason: update.reason });
+    }
+    if (method === 'POST' && path === '/admin/gray/plans') {
+      const spec = parsePlan(body);
+      if (spec instanceof ApiError) return spec;
+      return controller.startPlan(spec, { who, reason: spec.reason });
+    }
+    const commands: Record<string, (actor: Actor) => object | ApiError> = {
+      '/admin/gray/pause': (actor) => controller.pause(actor),
+      '/admin/gray/resume': (actor) => controller.resume(actor),
+      '/admin/gray/promote': (actor) => controller.promote(actor),
+      '/admin/gray/abort': (actor) => controller.abort(actor),
+    };
+    const run = method === 'POST' ? commands[path] : undefined;
+    if (run === undefined) return new ApiError('NOT_FOUND', `no route ${method} ${path}`, null);
+    for (const key of Object.keys(body)) if (key !== 'reason') return new ApiError('UNKNOWN_FIELD', `unknown field "${key}"`, key);
+    const reason = parseReason(body['reason']);
+    if (reason instanceof ApiError) return reason;
+    return run({ who, reason });
+  }
+
+  private history(response: ServerResponse, query: URLSearchParams): void {
+    const limit = Number(query.get('limit') ?? '100');
+    const after = Number(query.get('after') ?? '0');
+    if (!Number.isInteger(limit) || limit < 1 || limit > historyEntriesMax) return sendError(response, new ApiError('INVALID_FIELD', `limit is 1..${historyEntriesMax}`, 'limit'));
+    if (!Number.isSafeInteger(after) || after < 0) return sendError(response, new ApiError('INVALID_FIELD', 'after is a non-negative integer', 'after'));
+    sendJson(response, 200, { entries: this.controller.history(limit, after) });
+  }
+
+  private authorized(header: string | undefined): boolean {
+    if (header === undefined || !header.startsWith('Bearer ')) return false;
+    return timingSafeEqual(digest(header.slice('Bearer '.length)), this.tokenDigest);
+  }
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+function operatorOf(header: string | string[] | undefined): string | ApiError {
+  if (header === undefined) return 'admin';
+  if (typeof header !== 'string' || !/^[\w.@-]{1,64}$/.test(header)) {
+    return new ApiError('INVALID_FIELD', 'x-operator is 1..64 letters, digits and . _ @ -', 'x-operator');
+  }
+  return header;
+}
+
+async function readJsonBody(request: IncomingMessage): Promise<Record<string, unknown> | ApiError> {
+  const type = request.headers['content-type'];
+  if (type !== undefined && !type.startsWith('application/json')) {
+    request.resume();
+    return new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json', null);
+  }
+  const read = await readBody(request, adminBodyBytesMax);
+  if (!read.ok) return read.error;
+  if (read.body.length === 0) return {};
+  return parseJsonObject(read.body);
+}
