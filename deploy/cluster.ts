@@ -113,6 +113,12 @@ export class Cluster {
     this.gatewayUrl = `http://127.0.0.1:${running.port}`;
   }
 
+  /** Stops the gateway (SIGTERM: it finishes the requests it holds); startGateway brings it back on its port. */
+  async stopGateway(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.gateway === null) return;
+    await stopProcess(this.gateway.child, signal);
+  }
+
   /** Sends a signal (SIGKILL for a crash) and waits for the process to exit. */
   async killUnit(unitId: string, signal: NodeJS.Signals = 'SIGKILL', role: Version = 'stable'): Promise<void> {
     const processes = role === 'stable' ? this.units : this.grayUnits;

@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultCardsPath, loadCards } from './cards.js';
 import { getHookAction, hookActionNames } from './hooks.js';
+import './gray-hooks.js';
 import { loadtestLimits } from './limits.js';
 import { formatProgressLine } from './progress.js';
 import { writeReport } from './report.js';

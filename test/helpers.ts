@@ -3,16 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import Database from 'better-sqlite3';
-import { Cluster } from '../deploy/cluster.js';
+import { Cluster, type ClusterOptions } from '../deploy/cluster.js';
 
 export interface Answer {
   status: number;
   body: any;
 }
 
-export async function startCluster(units = 4): Promise<{ cluster: Cluster; root: string; close: () => Promise<void> }> {
+export async function startCluster(units = 4, options: Omit<ClusterOptions, 'root' | 'units'> = {}): Promise<{ cluster: Cluster; root: string; close: () => Promise<void> }> {
   const root = mkdtempSync(join(tmpdir(), 'dsu-test-'));
-  const cluster = new Cluster({ root, units });
+  const cluster = new Cluster({ root, units, ...options });
   try {
     await cluster.start();
   } catch (error) {
