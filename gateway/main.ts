@@ -18,6 +18,7 @@ account to its DSU unit through the consistent-hash ring of the topology file.
 Environment:
   ADMIN_TOKEN    bearer token of the admin API (/admin/gray); "${demoAdminToken}" when unset
   CARD_HASH_KEY  hex key of the card-number hash (whitelisted cards are kept hashed); a demo key when unset
+  DSU_ACCOUNT_ID_SEED  integer: draw new account numbers from a seeded sequence (repeatable simulations)
 On start it prints one JSON log line with msg "listening" and the port.`;
 
 async function main(): Promise<void> {
@@ -39,7 +40,10 @@ async function main(): Promise<void> {
   if (process.env['ADMIN_TOKEN'] === undefined) log.warn('ADMIN_TOKEN unset: the admin API takes the demo token (never in production)');
   const cardKeys = deriveCardKeys(process.env['CARD_HASH_KEY'] ?? demoCardHashKeyHex);
   const stateDir = values['state-dir'] ?? 'deploy/data/gateway';
-  const gateway = new GatewayServer({ host: values.host ?? topology.file.gateway.host, port, topology, log, stateDir, adminToken, cardKeys });
+  const seedText = process.env['DSU_ACCOUNT_ID_SEED'];
+  const accountIdSeed = seedText === undefined ? null : Number(seedText);
+  if (accountIdSeed !== null && !Number.isSafeInteger(accountIdSeed)) throw new Error('DSU_ACCOUNT_ID_SEED is an integer');
+  const gateway = new GatewayServer({ host: values.host ?? topology.file.gateway.host, port, topology, log, stateDir, adminToken, cardKeys, accountIdSeed });
   const bound = await gateway.listen();
   log.info('listening', { port: bound, pid: process.pid, units: topology.file.units.map((unit) => unit.id) });
   const stop = (): void => {

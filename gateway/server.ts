@@ -38,6 +38,8 @@ export interface GatewayOptions {
   adminToken: string;
   /** Keys of the card-number hash: whitelisted cards are kept only as keyed hashes. */
   cardKeys: CardKeys;
+  /** Seed of the account-number draw, for repeatable simulations and tests; null draws at random. */
+  accountIdSeed: number | null;
 }
 
 /** A unit's instances: [its own, its gray instance or null]; which one serves as stable is the gray controller's call. */
@@ -51,9 +53,12 @@ export class GatewayServer {
   private readonly grayAdmin: GrayAdmin;
   private readonly server: Server;
   private readonly inflight = new Map<Channel, number>(channels.map((channel) => [channel, 0]));
+  /** Account numbers: random, or from a seeded sequence when options.accountIdSeed is set (repeatable runs). */
+  private readonly drawAccountNumber: () => number;
 
   constructor(private readonly options: GatewayOptions) {
     const { file } = options.topology;
+    this.drawAccountNumber = options.accountIdSeed === null ? () => randomInt(0, 100_000_000) : seededAccountNumbers(options.accountIdSeed);
     this.router = new Router(file.units, file.ring.vnodesPerWeight);
     this.metrics = new GatewayMetrics(() => this.allClients());
     for (const unit of file.units) {
@@ -395,12 +400,24 @@ export class GatewayServer {
   drawAccountId(product: string): string {
     const spec = this.options.topology.products.get(product);
     if (spec === undefined) throw new Error(`unknown product ${product}`);
-    return makeAccountId(spec.iin, randomInt(0, 100_000_000));
+    return makeAccountId(spec.iin, this.drawAccountNumber());
   }
 }
 
 function declineBody(code: string, unit: string | null, version: Version): object {
   return { authorizationId: null, approved: false, responseCode: code, approvedAmount: null, availableCredit: null, unit, version };
+}
+
+/** splitmix32: a seeded sequence of account numbers in 0..99,999,999. */
+function seededAccountNumbers(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x9e3779b9) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x21f0aaad);
+    z = Math.imul(z ^ (z >>> 15), 0x735a2d97);
+    return ((z ^ (z >>> 15)) >>> 0) % 100_000_000;
+  };
 }
 
 type GrayHeader = 'on' | 'off' | null;
