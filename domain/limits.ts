@@ -37,6 +37,10 @@ export const limits = {
   issuanceBatchAccountsMax: 2_000,
   /** Journal entries per feed page. */
   journalPageEntriesMax: 10_000,
+  /** A commit finding the store's write lock taken (the unit's other instance) retries after this long. */
+  storeLockRetryMs: 1,
+  /** After this long without the write lock, a commit gives up and answers 96 (system error). */
+  storeLockWaitMsMax: 5_000,
   /** Supplementary cards per account (card sequence digit 1..9). */
   supplementaryCardsMax: 9,
 } as const;

@@ -24,6 +24,7 @@ export interface GrayControllerOptions {
   /** Units that run a gray instance. */
   unitsWithGray: ReadonlySet<string>;
   log: Logger;
+  /** Wall-clock milliseconds: audit entries and analyses are stamped with it, step durations measured by it. */
   nowMs: () => number;
   /** Called after every change of the rules (metrics). */
   onRulesChange: (rules: GrayRules) => void;

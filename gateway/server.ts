@@ -67,7 +67,7 @@ export class GatewayServer {
     }
     const unitIds = file.units.map((unit) => unit.id);
     this.gray = new GrayController({
-      store: new GrayStore(options.stateDir), unitIds, log: options.log, nowMs: () => performance.now(),
+      store: new GrayStore(options.stateDir), unitIds, log: options.log, nowMs: () => Date.now(),
       unitsWithGray: new Set(file.units.filter((unit) => unit.gray !== undefined).map((unit) => unit.id)),
       onRulesChange: (rules) => this.metrics.grayPercent.set(rules.percentBps / 100),
     });

@@ -39,6 +39,16 @@ export class UnitMetrics implements CommitStats {
     });
   }
 
+  private readonly lockRetries = new Counter({
+    name: 'dsu_unit_store_lock_retries_total',
+    help: 'Group commits retried on the next turn because the unit\'s other instance (gray release) held the store\'s write lock.',
+    registers: [this.registry],
+  });
+
+  onLockRetry(): void {
+    this.lockRetries.inc();
+  }
+
   onCommit(opsCount: number, seconds: number): void {
     this.commitOps.labels(this.unitId).observe(opsCount);
     this.commitSeconds.labels(this.unitId).observe(seconds);

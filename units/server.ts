@@ -14,7 +14,7 @@ import { UnitEngine } from './engine.js';
 import { GroupCommitter } from './group-commit.js';
 import { UnitMetrics } from './metrics.js';
 import { decodeOps } from './op-decode.js';
-import { openUnitDatabases, type UnitDatabases } from './store.js';
+import { openUnitDatabases, withLockWait, type UnitDatabases } from './store.js';
 
 // A DSU unit: an HTTP server over its own store. Writes go through the group
 // committer; balance inquiries and the journal feed read on a separate read-only
@@ -217,7 +217,8 @@ export class UnitServer {
     }
     this.followStoredClock();
     this.clock.offsetMs += advanceMs;
-    this.databases.writer.prepare("INSERT INTO meta (key, value) VALUES ('clockOffsetMs', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(this.clock.offsetMs));
+    const { writer } = this.databases;
+    withLockWait(writer, () => writer.prepare("INSERT INTO meta (key, value) VALUES ('clockOffsetMs', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(this.clock.offsetMs)));
     this.lastSweepMs = 0;
     assert(this.clock.offsetMs >= 0, 'clock offset never negative');
     // Answer after the sweep has committed, so the caller sees the expired holds released.

@@ -98,6 +98,18 @@ function migrate(writer: Database.Database): void {
   }).immediate();
 }
 
+const lockWaitMsStartup = 5_000;
+
+/** Runs a rare write outside the group committer, waiting for the write lock inside SQLite. */
+export function withLockWait<T>(writer: Database.Database, write: () => T): T {
+  writer.pragma(`busy_timeout = ${lockWaitMsStartup}`);
+  try {
+    return write();
+  } finally {
+    writer.pragma('busy_timeout = 0');
+  }
+}
+
 export interface StoreOptions {
   dataDir: string;
   /** SQLite page cache per connection, in KiB. */
@@ -117,8 +129,10 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   writer.pragma('journal_mode = WAL');
   // FULL: the WAL is fsynced at every commit, so an answered approval survives kill -9 and power loss.
   writer.pragma('synchronous = FULL');
-  // A stable and a gray instance may share the store; wait for the other's commit instead of failing.
-  writer.pragma('busy_timeout = 5000');
+  // A stable and a gray instance may share the store. Start-up waits for the
+  // other's commit; from then on the group committer does not wait inside SQLite
+  // (see units/group-commit.ts) and rare writes outside it use withLockWait().
+  writer.pragma(`busy_timeout = ${lockWaitMsStartup}`);
   writer.pragma(`cache_size = -${options.cacheKiB}`);
   writer.pragma('foreign_keys = OFF');
   // No checkpoint on the writer: an automatic checkpoint runs inside the commit that
@@ -130,6 +144,7 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   writer.pragma('wal_autocheckpoint = 0');
   writer.exec(schema);
   migrate(writer);
+  writer.pragma('busy_timeout = 0');
   const reader = new Database(path, { readonly: true });
   reader.pragma('busy_timeout = 5000');
   reader.pragma(`cache_size = -${options.cacheKiB}`);
