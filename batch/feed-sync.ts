@@ -21,6 +21,8 @@ export interface JournalEntry {
   amount: number;
   currency: string;
   detail: Record<string, unknown>;
+  /** The version that wrote the entry (gray release); batch keeps it on authorizations to tell gray work apart. */
+  version: string;
 }
 
 export interface SyncOptions {
@@ -58,7 +60,7 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
 /** The kinds of journal entry batch accounting reads; the unit skips the others (declines, card events, its own acknowledgements). */
 export const feedKinds = ['account.opened', 'auth.approved', 'auth.refund', 'hold.incremented', 'hold.reversed', 'hold.expired'] as const;
 
-type CompactEntry = [number, number, string, string, string | null, number, string, Record<string, unknown>];
+type CompactEntry = [number, number, string, string, string | null, number, string, Record<string, unknown>, string];
 
 async function fetchPage(unitUrl: string, after: number, limit: number): Promise<JournalEntry[]> {
   // The compact form (arrays, no key names) is about a quarter smaller to send and parse.
@@ -66,14 +68,14 @@ async function fetchPage(unitUrl: string, after: number, limit: number): Promise
   const response = await request(url, { headersTimeout: 30_000, bodyTimeout: 30_000 });
   const body = (await response.body.json()) as { entries?: CompactEntry[] };
   if (response.statusCode !== 200 || body.entries === undefined) throw new Error(`unit feed ${unitUrl} answered ${response.statusCode}`);
-  return body.entries.map(([seq, at, kind, accountId, authorizationId, amount, currency, detail]) => ({ seq, at, kind, accountId, authorizationId, amount, currency, detail }));
+  return body.entries.map(([seq, at, kind, accountId, authorizationId, amount, currency, detail, version]) => ({ seq, at, kind, accountId, authorizationId, amount, currency, detail, version }));
 }
 
 function prepare(db: Database.Database) {
   return {
     insertAccount: db.prepare(`INSERT OR IGNORE INTO accounts (account_id, partition, product, currency, cycle_day, opened_date) VALUES (?, ?, ?, ?, ?, ?)`),
     insertAuthorization: db.prepare(`INSERT OR IGNORE INTO authorizations
-      (authorization_id, account_id, partition, type, approved_date, txn_currency, base_minor, fee_minor, hold_minor, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      (authorization_id, account_id, partition, type, approved_date, txn_currency, base_minor, fee_minor, hold_minor, status, gray) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     changeHold: db.prepare('UPDATE authorizations SET hold_minor = max(0, hold_minor + ?), base_minor = max(0, base_minor + ?), status = ? WHERE authorization_id = ?'),
     setStatus: db.prepare('UPDATE authorizations SET status = ? WHERE authorization_id = ?'),
     selectStatus: db.prepare('SELECT status FROM authorizations WHERE authorization_id = ?').pluck(),
@@ -107,14 +109,14 @@ function applyEntry(statements: Statements, entry: JournalEntry, options: SyncOp
     case 'auth.approved': {
       const amount = detail['amount'] as { currency: string };
       const fee = Number(detail['fee'] ?? 0);
-      statements.insertAuthorization.run(entry.authorizationId, entry.accountId, partitionOf(entry.accountId, options.partitions), String(detail['type']), day, amount.currency, entry.amount - fee, fee, entry.amount, 'open');
+      statements.insertAuthorization.run(entry.authorizationId, entry.accountId, partitionOf(entry.accountId, options.partitions), String(detail['type']), day, amount.currency, entry.amount - fee, fee, entry.amount, 'open', entry.version === 'gray' ? 1 : 0);
       return;
     }
     case 'auth.refund': {
       const amount = detail['amount'] as { value: number; currency: string };
       const billing = entry.currency;
       const base = isCurrency(amount.currency) && isCurrency(billing) ? convertMinor(amount.value, amount.currency, billing, options.fx) : null;
-      statements.insertAuthorization.run(entry.authorizationId, entry.accountId, partitionOf(entry.accountId, options.partitions), 'refund', day, amount.currency, base ?? 0, 0, 0, 'refund');
+      statements.insertAuthorization.run(entry.authorizationId, entry.accountId, partitionOf(entry.accountId, options.partitions), 'refund', day, amount.currency, base ?? 0, 0, 0, 'refund', entry.version === 'gray' ? 1 : 0);
       return;
     }
     case 'hold.incremented':

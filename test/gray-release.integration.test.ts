@@ -135,6 +135,11 @@ describe('gray release', () => {
     } finally {
       store.close();
     }
+    // The feed batch reads carries the version too.
+    const feed = await call(cluster.unitSpec(byCard!.unit).url, 'GET', '/v1/journal?after=0&limit=10000&kinds=auth.approved&format=compact');
+    const entry = feed.body.entries.find((row: unknown[]) => row[4] === answers[0]!.body.authorizationId);
+    expect(entry[8]).toBe('gray');
+    expect(feed.body.entries.find((row: unknown[]) => row[4] === answers[2]!.body.authorizationId)?.[8] ?? 'stable').toBe('stable');
     await setGray({ whitelist: { cards: [], accounts: [] }, reason: 'verified' });
   });
 

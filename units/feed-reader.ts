@@ -4,18 +4,19 @@ import Database from 'better-sqlite3';
 // the stored detail is already JSON, so it is spliced in rather than parsed and
 // serialized again (the feed of 5 million entries is batch's largest read).
 
-type Row = [number, number, string, string, string | null, number, string, string, string | null];
+type Row = [number, number, string, string, string | null, number, string, string, string | null, string | null];
 
 export interface FeedRequest {
   after: number;
   limit: number;
   /** Only these kinds of entry (all when null); the cursor still moves past the others. */
   kinds: string[] | null;
-  /** Entries as arrays [seq, at, kind, accountId, authorizationId, amount, currency, detail] instead of objects. */
+  /** Entries as arrays [seq, at, kind, accountId, authorizationId, amount, currency, detail, version] instead of objects. */
   compact: boolean;
 }
 
-const columns = 'seq, at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key';
+// version: the release role that wrote the entry (full-link gray); NULL in entries older than gray release, read as stable.
+const columns = "seq, at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, coalesce(version, 'stable')";
 
 export class FeedReader {
   private readonly db: Database.Database;
@@ -35,11 +36,11 @@ export class FeedReader {
   render(unitId: string, request: FeedRequest): string {
     const rows = (request.kinds === null ? this.page.all(request.after, request.limit) : this.kindsStatement(request.kinds).all(request.after, ...request.kinds, request.limit)) as Row[];
     const parts: string[] = [];
-    for (const [seq, at, kind, accountId, authorizationId, amount, currency, detail, key] of rows) {
+    for (const [seq, at, kind, accountId, authorizationId, amount, currency, detail, key, version] of rows) {
       parts.push(request.compact
-        ? `[${seq},${at},${JSON.stringify(kind)},${JSON.stringify(accountId)},${JSON.stringify(authorizationId)},${amount},${JSON.stringify(currency)},${detail}]`
+        ? `[${seq},${at},${JSON.stringify(kind)},${JSON.stringify(accountId)},${JSON.stringify(authorizationId)},${amount},${JSON.stringify(currency)},${detail},"${version}"]`
         : `{"seq":${seq},"at":${at},"kind":${JSON.stringify(kind)},"accountId":${JSON.stringify(accountId)},"authorizationId":${JSON.stringify(authorizationId)},`
-          + `"amount":${amount},"currency":${JSON.stringify(currency)},"idempotencyKey":${JSON.stringify(key)},"detail":${detail}}`);
+          + `"amount":${amount},"currency":${JSON.stringify(currency)},"idempotencyKey":${JSON.stringify(key)},"version":"${version}","detail":${detail}}`);
     }
     return `{"unit":${JSON.stringify(unitId)},"entries":[${parts.join(',')}],"lastSeq":${this.last.get() as number}}`;
   }
