@@ -41,6 +41,16 @@ export const limits = {
   storeLockRetryMs: 1,
   /** After this long without the write lock, a commit gives up and answers 96 (system error). */
   storeLockWaitMsMax: 5_000,
+  /** The primary waits this long for the standby to acknowledge commits before it goes single-copy. */
+  replicationTimeoutMs: 500,
+  /** Commits one replication request carries at most. */
+  replicationBatchCommitsMax: 512,
+  /** Commits the primary keeps to catch a returning standby up without a snapshot. */
+  replicationLogCommitsMax: 100_000,
+  /** A single-copy primary looks for its standby this often. */
+  replicationResyncIntervalMs: 500,
+  /** Time to send a store snapshot to a standby. */
+  replicationSnapshotTimeoutMs: 120_000,
   /** Supplementary cards per account (card sequence digit 1..9). */
   supplementaryCardsMax: 9,
 } as const;

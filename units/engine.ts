@@ -19,6 +19,7 @@ import {
   type ReverseOp, type SetCardStatusOp, type SettleOp, type UnitOp,
 } from '../domain/protocol.js';
 import { responseCodes, isApproval, type ResponseCode } from '../domain/response-codes.js';
+import type { ChangeRecorder } from './change-log.js';
 import { prepareStatements, type AccountRow, type CardAccountRow, type HoldRow, type Statements } from './statements.js';
 
 // Applies operations to a unit's store. Every method runs inside the caller's
@@ -35,6 +36,8 @@ export interface EngineOptions {
   utcOffsetMinutes: number;
   /** The role this instance takes for operations that carry no version tag. */
   role: Version;
+  /** Records the writes for replication (a primary with a standby). */
+  recorder?: ChangeRecorder;
 }
 
 export class UnitEngine {
@@ -52,7 +55,7 @@ export class UnitEngine {
     assert(options.unitId.length > 0, 'unitId is set');
     this.options = options;
     this.unitId = options.unitId;
-    this.statements = prepareStatements(options.db);
+    this.statements = prepareStatements(options.db, options.recorder);
     const random = randomBytes(8).toString('base64url');
     this.authorizationIdPrefixes = {
       stable: options.unitId + authorizationIdSeparator + 's' + random,

@@ -3,6 +3,7 @@ import { assert, limits } from '../domain/limits.js';
 import { encodeResultLine, type UnitOp } from '../domain/protocol.js';
 import { responseCodes } from '../domain/response-codes.js';
 import type { Logger } from '../domain/log.js';
+import type { Change, ChangeRecorder } from './change-log.js';
 import type { UnitEngine } from './engine.js';
 
 // Group commit: the operations that arrive during one event-loop turn (several
@@ -24,10 +25,23 @@ export interface CommitStats {
   onLockRetry(): void;
 }
 
+/** A primary's replication, as the committer sees it (units/replication.ts). */
+export interface CommitReplication {
+  /** Whether commits are recorded and shipped now (a primary in an HA pair). */
+  active(): boolean;
+  recorder: ChangeRecorder;
+  /** Takes the next commit sequence number; runs inside the transaction. */
+  nextCommitSeq(): number;
+  /** Hands over a committed transaction; `release` delivers its answers when replication allows. */
+  submit(seq: number | null, changes: Change[] | null, release: () => void): void;
+}
+
 export class GroupCommitter {
   private queue: CommitJob[] = [];
   private queuedOps = 0;
   private scheduled = false;
+  /** The commit sequence the transaction being applied took, or null (nothing written, or no replication). */
+  private commitSeq: number | null = null;
   /** When the current run of SQLITE_BUSY answers began, or null. */
   private busySinceMs: number | null = null;
   private readonly runTransaction: (jobs: CommitJob[]) => string[][];
@@ -38,14 +52,19 @@ export class GroupCommitter {
     private readonly stats: CommitStats,
     private readonly log: Logger,
     private readonly sweep: () => void,
+    private readonly replication: CommitReplication | null = null,
   ) {
     const apply = (jobs: CommitJob[]): string[][] => {
+      const recorder = this.replication !== null && this.replication.active() ? this.replication.recorder : null;
+      if (recorder !== null) recorder.changes = [];
       this.sweep();
-      return jobs.map((job) => job.ops.map((op) => {
+      const answers = jobs.map((job) => job.ops.map((op) => {
         const line = this.engine.apply(op);
         this.stats.onOp(op, line.code);
         return encodeResultLine(line);
       }));
+      this.commitSeq = recorder !== null && (recorder.changes as Change[]).length > 0 ? (this.replication as CommitReplication).nextCommitSeq() : null;
+      return answers;
     };
     // IMMEDIATE takes the write lock up front: with a second instance on the store
     // (gray release) a deferred transaction could deadlock on lock upgrade.
@@ -118,10 +137,14 @@ export class GroupCommitter {
     this.queuedOps -= opsCount;
     const started = process.hrtime.bigint();
     let answers: string[][];
+    const recorder = this.replication?.recorder ?? null;
+    let replicated = false;
     try {
       answers = this.runTransaction(jobs);
       this.busySinceMs = null;
+      replicated = recorder !== null && recorder.changes !== null;
     } catch (error) {
+      if (recorder !== null) recorder.changes = null;
       if (isBusy(error) && this.retryAfterBusy(jobs, opsCount)) return;
       this.busySinceMs = null;
       // A throw inside the transaction is a bug or a storage failure; the transaction
@@ -130,7 +153,16 @@ export class GroupCommitter {
       answers = jobs.map((job) => job.ops.map(failedLine));
     }
     this.stats.onCommit(opsCount, Number(process.hrtime.bigint() - started) / 1e9);
-    for (let i = 0; i < jobs.length; i++) (jobs[i] as CommitJob).done(answers[i] as string[]);
+    const deliver = (): void => {
+      for (let i = 0; i < jobs.length; i++) (jobs[i] as CommitJob).done(answers[i] as string[]);
+    };
+    if (replicated) {
+      const changes = (recorder as ChangeRecorder).changes;
+      (recorder as ChangeRecorder).changes = null;
+      (this.replication as CommitReplication).submit(this.commitSeq, this.commitSeq === null ? null : changes, deliver);
+    } else {
+      deliver();
+    }
     if (this.queue.length > 0) this.schedule();
   }
 }

@@ -20,6 +20,8 @@ may run two instances over the same store, a stable and a gray one (gray release
                the port defaults to the unit's gray port with --role gray
   --release    release to run: its parameter changes come from the topology's
                "releases" section (default: the topology's release for the role)
+  --ha         a member of an HA pair: starts as standby, takes writes only once
+               the gateway promotes it, and replicates to its standby as primary
 Environment: CARD_HASH_KEY (hex, >= 16 bytes) keys the card-number and CVV hashes; a demo key is used when unset.
 On start it prints one JSON log line with msg "listening" and the port.`;
 
@@ -28,7 +30,7 @@ async function main(): Promise<void> {
     options: {
       id: { type: 'string' }, topology: { type: 'string' }, port: { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' }, 'data-dir': { type: 'string' }, help: { type: 'boolean' },
-      role: { type: 'string', default: 'stable' }, release: { type: 'string' },
+      role: { type: 'string', default: 'stable' }, release: { type: 'string' }, ha: { type: 'boolean' },
     },
   });
   if (values.help === true || values.id === undefined || values.topology === undefined) {
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
   if (port === undefined || dataDir === undefined) throw new Error(`unit ${values.id} is not in the topology; pass --port and --data-dir`);
   const keyHex = process.env['CARD_HASH_KEY'] ?? demoCardHashKeyHex;
   if (process.env['CARD_HASH_KEY'] === undefined) log.warn('CARD_HASH_KEY unset: using the demo key (never in production)');
-  const server = new UnitServer({ unitId: values.id, host: values.host ?? '127.0.0.1', port, dataDir, topology, keys: deriveCardKeys(keyHex), log, role, release });
+  const server = new UnitServer({ unitId: values.id, host: values.host ?? '127.0.0.1', port, dataDir, topology, keys: deriveCardKeys(keyHex), log, role, release, ha: values.ha === true });
   const bound = await server.listen();
   log.info('listening', { unit: values.id, role, release, port: bound, pid: process.pid });
   const stop = (): void => {

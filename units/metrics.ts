@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Version } from '../domain/gray.js';
 import type { UnitOp } from '../domain/protocol.js';
 import type { CommitStats } from './group-commit.js';
@@ -44,6 +44,24 @@ export class UnitMetrics implements CommitStats {
     help: 'Group commits retried on the next turn because the unit\'s other instance (gray release) held the store\'s write lock.',
     registers: [this.registry],
   });
+
+  private readonly haRole = new Gauge({
+    name: 'dsu_unit_ha_role',
+    help: 'This copy\'s role in its HA pair: 1 for the role it has (solo, primary or standby), 0 for the others.',
+    labelNames: ['role'],
+    registers: [this.registry],
+  });
+
+  private readonly singleCopy = new Gauge({
+    name: 'dsu_unit_single_copy',
+    help: '1 while a primary runs without a standby in sync: an approval is then durable on the primary alone.',
+    registers: [this.registry],
+  });
+
+  onHaState(role: string, replication: string | null): void {
+    for (const each of ['solo', 'primary', 'standby']) this.haRole.labels(each).set(each === role ? 1 : 0);
+    this.singleCopy.set(role === 'primary' && replication !== 'sync' ? 1 : 0);
+  }
 
   onLockRetry(): void {
     this.lockRetries.inc();

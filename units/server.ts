@@ -15,6 +15,9 @@ import { GroupCommitter } from './group-commit.js';
 import { UnitMetrics } from './metrics.js';
 import { decodeOps } from './op-decode.js';
 import { openUnitDatabases, withLockWait, type UnitDatabases } from './store.js';
+import { swapStoreFile, UnitHa } from './ha.js';
+import { prepareWriteStatements } from './statements.js';
+import type Database from 'better-sqlite3';
 
 // A DSU unit: an HTTP server over its own store. Writes go through the group
 // committer; balance inquiries and the journal feed read on a separate read-only
@@ -32,6 +35,8 @@ export interface UnitServerOptions {
   role: Version;
   /** The release this instance runs (its parameters); reported in health and metrics. */
   release: string;
+  /** A member of an HA pair (starts as standby; the gateway promotes one copy), or a unit on its own. */
+  ha: boolean;
 }
 
 const batchBodyBytesMax = 8 * 1024 * 1024;
@@ -41,37 +46,80 @@ const sweepHoldsMax = 1_000;
 export class UnitServer {
   readonly metrics: UnitMetrics;
   readonly clock: OffsetClock;
-  private readonly databases: UnitDatabases;
-  private readonly engine: UnitEngine;
-  private readonly committer: GroupCommitter;
   private readonly server: Server;
   private readonly sweepTimer: NodeJS.Timeout;
   private lastSweepMs = 0;
-  private readonly readAccount;
-  private feedWorker: Worker;
   private readonly feedWaiters = new Map<number, (text: string, error?: string) => void>();
   private feedRequestSeq = 0;
-  private readonly readLastSeq;
-  private readonly readClockOffset;
+  private readonly ha: UnitHa;
+  // Everything below belongs to the open store; a standby replaces it whole when it installs a snapshot.
+  private databases!: UnitDatabases;
+  private engine!: UnitEngine;
+  private committer!: GroupCommitter;
+  private feedWorker!: Worker;
+  private readAccount!: Database.Statement;
+  private readLastSeq!: Database.Statement;
+  private readClockOffset!: Database.Statement;
 
   constructor(private readonly options: UnitServerOptions) {
     this.metrics = new UnitMetrics(options.unitId, options.release, options.role);
+    this.clock = new OffsetClock(0);
+    const unit = this;
+    this.ha = new UnitHa(options.unitId, options.ha, {
+      writer: () => unit.databases.writer,
+      replaceStore: (path) => unit.replaceStore(path),
+      drainCommits: () => unit.drainCommits(),
+      clockOffsetMs: () => unit.clock.offsetMs,
+      adoptClockOffsetMs: (offsetMs) => unit.adoptClockOffset(offsetMs),
+      dataDir: options.dataDir,
+      get storePath() {
+        return unit.databases.path;
+      },
+    }, options.log, prepareWriteStatements, (role, replication) => this.metrics.onHaState(role, replication));
+    this.openStore();
+    this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
+    this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  private openStore(): void {
+    const options = this.options;
     this.databases = openUnitDatabases({ dataDir: options.dataDir, cacheKiB: 64 * 1024 });
     const { writer, reader } = this.databases;
     this.readClockOffset = writer.prepare("SELECT value FROM meta WHERE key = 'clockOffsetMs'").pluck();
     const offset = this.readClockOffset.get() as string | undefined;
-    this.clock = new OffsetClock(offset === undefined ? 0 : Number(offset));
+    this.clock.offsetMs = Math.max(this.clock.offsetMs, offset === undefined ? 0 : Number(offset));
     this.engine = new UnitEngine({
       unitId: options.unitId, db: writer, keys: options.keys, products: releaseProducts(options.topology.file, options.release),
       fx: options.topology.fx, clock: this.clock, utcOffsetMinutes: options.topology.file.businessDayUtcOffsetMinutes, role: options.role,
+      recorder: this.ha.recorder,
     });
-    this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue());
+    this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue(), this.ha);
     this.readAccount = reader.prepare('SELECT account_id, currency, credit_limit, posted_balance, open_holds FROM accounts WHERE account_id = ?');
-    this.feedWorker = this.startFeedWorker();
     this.readLastSeq = reader.prepare('SELECT coalesce(max(seq), 0) AS seq FROM journal').pluck();
-    this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
-    this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
-    this.sweepTimer.unref();
+    this.feedWorker = this.startFeedWorker();
+  }
+
+  /** A standby installs a snapshot: close the store, swap the file in, open it again. */
+  private async replaceStore(path: string): Promise<void> {
+    assert(this.committer.pendingOps === 0, 'a standby has no commits of its own to lose');
+    await this.stopFeedWorker();
+    this.databases.reader.close();
+    this.databases.writer.close();
+    swapStoreFile(this.databases.path, path);
+    this.openStore();
+  }
+
+  private async drainCommits(): Promise<void> {
+    while (this.committer.pendingOps > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+
+  /** The primary's clock offset arrives with its commits; a standby keeps the largest. */
+  private adoptClockOffset(offsetMs: number): void {
+    if (offsetMs <= this.clock.offsetMs) return;
+    this.clock.offsetMs = offsetMs;
+    const { writer } = this.databases;
+    writer.prepare("INSERT INTO meta (key, value) VALUES ('clockOffsetMs', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(offsetMs));
   }
 
   async listen(): Promise<number> {
@@ -81,16 +129,19 @@ export class UnitServer {
 
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+    this.ha.close();
     this.server.closeIdleConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     // Wait for the commits of requests already accepted, then close the files.
     while (this.committer.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
-    await this.feedWorker.terminate();
+    await this.stopFeedWorker();
     this.databases.reader.close();
     this.databases.writer.close();
   }
 
   private sweepIfDue(): void {
+    // A standby writes only what its primary sends; the primary's expiries reach it as commits.
+    if (!this.ha.acceptsWrites) return;
     if (this.clock.nowMs() - this.lastSweepMs < sweepIntervalMs) return;
     this.followStoredClock();
     const nowMs = this.clock.nowMs();
@@ -112,7 +163,13 @@ export class UnitServer {
   private route(request: IncomingMessage, response: ServerResponse): void {
     const url = request.url ?? '/';
     if (request.method === 'POST' && url === '/v1/batch') {
+      if (!this.ha.acceptsWrites) {
+        request.resume();
+        return sendError(response, new ApiError('NOT_PRIMARY', `this copy of ${this.options.unitId} is ${this.ha.role}`, null));
+      }
       void this.batch(request, response);
+    } else if (url.startsWith('/ha/')) {
+      void this.ha.handle(request, response, url.split('?')[0] ?? url);
     } else if (request.method === 'GET' && url.startsWith('/v1/accounts/')) {
       this.account(decodeURIComponent(url.slice('/v1/accounts/'.length)), response);
     } else if (request.method === 'GET' && url.startsWith('/v1/journal')) {
@@ -121,10 +178,14 @@ export class UnitServer {
       this.askFeedWorker({ totals: true }, response);
     } else if (request.method === 'GET' && url === '/healthz') {
       const { unitId, role, release } = this.options;
-      sendJson(response, 200, { status: 'ok', unit: unitId, role, release, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
+      sendJson(response, 200, { status: 'ok', unit: unitId, role, release, ha: this.ha.role, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
     } else if (request.method === 'GET' && url === '/metrics') {
       void this.sendMetrics(response);
     } else if (request.method === 'POST' && url === '/admin/clock') {
+      if (!this.ha.acceptsWrites) {
+        request.resume();
+        return sendError(response, new ApiError('NOT_PRIMARY', 'move the clock on the primary; it reaches the standby with the commits', null));
+      }
       void this.setClock(request, response);
     } else {
       sendError(response, new ApiError('NOT_FOUND', `no route ${request.method} ${url}`, null));
@@ -167,6 +228,16 @@ export class UnitServer {
     const kinds = params.get('kinds');
     if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return sendError(response, new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds'));
     this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), compact: params.get('format') === 'compact' }, response);
+  }
+
+  /** Stops the feed thread; requests waiting on it fail (batch retries them). */
+  private async stopFeedWorker(): Promise<void> {
+    const worker = this.feedWorker;
+    worker.removeAllListeners('error');
+    await worker.terminate();
+    const waiters = [...this.feedWaiters.values()];
+    this.feedWaiters.clear();
+    for (const waiter of waiters) waiter('', 'the store was replaced');
   }
 
   /** The feed thread; if it dies, its pending requests fail (batch retries them) and a new one starts. */

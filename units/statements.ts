@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { recorded, type ChangeRecorder, type WriteStatement } from './change-log.js';
 
 // Statements are prepared once at start-up; the authorization path only binds and runs.
 
@@ -39,34 +40,57 @@ export interface HoldRow {
   expires_at: number;
 }
 
-export function prepareStatements(db: Database.Database) {
+/** Every write the engine makes, by name: recorded on the primary, replayed by name on the standby. */
+const writeSql = {
+  insertAccount: 'INSERT INTO accounts (account_id, product, currency, credit_limit, opened_at) VALUES (?, ?, ?, ?, ?)',
+  incrementCards: 'UPDATE accounts SET cards = cards + 1 WHERE account_id = ?',
+  addOpenHolds: 'UPDATE accounts SET open_holds = open_holds + ? WHERE account_id = ?',
+  settleAccount: `UPDATE accounts SET open_holds = open_holds - ?, posted_balance = posted_balance + ? WHERE account_id = ?
+      RETURNING account_id, product, currency, credit_limit, posted_balance, open_holds, cards`,
+  insertCard: 'INSERT INTO cards (pan_hash, account_id, sequence, last4, expiry, cvv_hash, status) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  updateCardStatus: 'UPDATE cards SET status = ? WHERE pan_hash = ?',
+  updateCashCounters: 'UPDATE cards SET cash_day = ?, cash_amount = ?, cash_count = ? WHERE pan_hash = ?',
+  insertHold: `
+      INSERT INTO holds (authorization_id, account_id, pan_hash, type, channel, merchant_id, mcc, txn_currency,
+                         txn_amount, hold_amount, fee_amount, status, created_at, expires_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`,
+  updateHold: 'UPDATE holds SET txn_amount = ?, hold_amount = ?, status = ?, expires_at = ? WHERE authorization_id = ?',
+  insertJournal: `
+      INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, fingerprint, answer, version)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  setMeta: 'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+} as const;
+
+type WriteName = keyof typeof writeSql;
+
+/** The standby's side: the same write statements, by name, to replay recorded changes. */
+export function prepareWriteStatements(db: Database.Database): Map<string, Database.Statement> {
+  return new Map(Object.entries(writeSql).map(([name, sql]) => [name, db.prepare(sql)]));
+}
+
+export function prepareStatements(db: Database.Database, recorder: ChangeRecorder = { changes: null }) {
+  const write = (name: WriteName): WriteStatement => recorded(name, db.prepare(writeSql[name]), recorder);
   return {
     selectCardAccount: db.prepare(`
       SELECT c.account_id, c.last4, c.expiry, c.cvv_hash, c.status, c.cash_day, c.cash_amount, c.cash_count,
              a.product, a.currency, a.credit_limit, a.posted_balance, a.open_holds
       FROM cards c JOIN accounts a ON a.account_id = c.account_id WHERE c.pan_hash = ?`),
     selectAccount: db.prepare('SELECT account_id, product, currency, credit_limit, posted_balance, open_holds, cards FROM accounts WHERE account_id = ?'),
-    insertAccount: db.prepare('INSERT INTO accounts (account_id, product, currency, credit_limit, opened_at) VALUES (?, ?, ?, ?, ?)'),
-    incrementCards: db.prepare('UPDATE accounts SET cards = cards + 1 WHERE account_id = ?'),
-    addOpenHolds: db.prepare('UPDATE accounts SET open_holds = open_holds + ? WHERE account_id = ?'),
-    settleAccount: db.prepare(`UPDATE accounts SET open_holds = open_holds - ?, posted_balance = posted_balance + ? WHERE account_id = ?
-      RETURNING account_id, product, currency, credit_limit, posted_balance, open_holds, cards`),
-    insertCard: db.prepare('INSERT INTO cards (pan_hash, account_id, sequence, last4, expiry, cvv_hash, status) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-    updateCardStatus: db.prepare('UPDATE cards SET status = ? WHERE pan_hash = ?'),
-    updateCashCounters: db.prepare('UPDATE cards SET cash_day = ?, cash_amount = ?, cash_count = ? WHERE pan_hash = ?'),
-    insertHold: db.prepare(`
-      INSERT INTO holds (authorization_id, account_id, pan_hash, type, channel, merchant_id, mcc, txn_currency,
-                         txn_amount, hold_amount, fee_amount, status, created_at, expires_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`),
+    insertAccount: write('insertAccount'),
+    incrementCards: write('incrementCards'),
+    addOpenHolds: write('addOpenHolds'),
+    settleAccount: write('settleAccount'),
+    insertCard: write('insertCard'),
+    updateCardStatus: write('updateCardStatus'),
+    updateCashCounters: write('updateCashCounters'),
+    insertHold: write('insertHold'),
     selectHold: db.prepare('SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at FROM holds WHERE authorization_id = ?'),
-    updateHold: db.prepare('UPDATE holds SET txn_amount = ?, hold_amount = ?, status = ?, expires_at = ? WHERE authorization_id = ?'),
+    updateHold: write('updateHold'),
     selectExpiredHolds: db.prepare(`
       SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at
       FROM holds WHERE status = 'open' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
     selectIdempotency: db.prepare('SELECT fingerprint, answer FROM journal WHERE idempotency_key = ?'),
-    insertJournal: db.prepare(`
-      INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, fingerprint, answer, version)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertJournal: write('insertJournal'),
   };
 }
 

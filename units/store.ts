@@ -143,6 +143,8 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   // but the work no longer sits in the commit path.
   writer.pragma('wal_autocheckpoint = 0');
   writer.exec(schema);
+  // The replication commit sequence (units/replication.ts) and the epoch of the last commit.
+  writer.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('commitSeq', '0'), ('commitEpoch', '0')").run();
   migrate(writer);
   writer.pragma('busy_timeout = 0');
   const reader = new Database(path, { readonly: true });
