@@ -32,7 +32,12 @@ export interface ClusterOptions {
   output?: 'file' | 'inherit';
   /** Start a gray instance beside every unit's stable one, over the same store (default false). */
   gray?: boolean;
+  /** Run every unit as an HA pair: a second copy with its own store (default false). */
+  ha?: boolean;
 }
+
+/** Which copy of an HA unit: "a" is the unit's own place in the topology, "b" its standby entry. */
+export type Copy = 'a' | 'b';
 
 export interface RunningProcess {
   child: ChildProcess;
@@ -48,6 +53,8 @@ export class Cluster {
   gateway: RunningProcess | null = null;
   readonly units = new Map<string, RunningProcess | null>();
   readonly grayUnits = new Map<string, RunningProcess | null>();
+  /** The second copies of HA units. */
+  readonly standbys = new Map<string, RunningProcess | null>();
   /** Log file descriptor; process output is rare (no per-request logs), so synchronous appends are fine. */
   private log: number | null;
 
@@ -62,6 +69,7 @@ export class Cluster {
       const port = fixed ? template.port : 0;
       const unit: UnitSpec = { id: `dsu-${i}`, url: '', port, dataDir: join(options.root, `dsu-${i}`), weight: template?.weight ?? 1 };
       if (options.gray === true) unit.gray = { url: '', port: fixed && template.gray !== undefined ? template.gray.port : 0 };
+      if (options.ha === true) unit.standby = { url: '', port: fixed && template.standby !== undefined ? template.standby.port : 0, dataDir: join(options.root, `dsu-${i}-b`) };
       units.push(unit);
     }
     this.topology = { ...base, units, gateway: { ...base.gateway, port: options.gatewayPort ?? 0 } };
@@ -77,7 +85,8 @@ export class Cluster {
       // Gray instances after the stable ones: the first instance over a new store creates its schema.
       const started = await Promise.allSettled(starts);
       const grayStarted = await Promise.allSettled(this.topology.units.filter((unit) => unit.gray !== undefined).map((unit) => this.startUnit(unit.id, 'gray')));
-      const failed = [...started, ...grayStarted].find((result) => result.status === 'rejected');
+      const standbysStarted = await Promise.allSettled(this.topology.units.filter((unit) => unit.standby !== undefined).map((unit) => this.startCopy(unit.id, 'b')));
+      const failed = [...started, ...grayStarted, ...standbysStarted].find((result) => result.status === 'rejected');
       if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
       await this.startGateway();
     } catch (error) {
@@ -98,11 +107,46 @@ export class Cluster {
     const place = role === 'stable' ? spec : spec.gray;
     if (place === undefined) throw new Error(`unit ${unitId} has no gray instance`);
     const args = ['--id', unitId, '--topology', this.topologyPath, '--port', String(place.port), '--data-dir', spec.dataDir, '--role', role];
+    if (spec.standby !== undefined) args.push('--ha');
     const running = await this.spawnNode(join(repoRoot, 'dist/units/main.js'), args, role === 'stable' ? unitId : `${unitId}/gray`);
     place.port = running.port;
     place.url = `http://127.0.0.1:${running.port}`;
     (role === 'stable' ? this.units : this.grayUnits).set(unitId, running);
     this.writeTopology();
+  }
+
+  /** Starts (or restarts) one copy of an HA unit; it comes up as standby and the gateway decides its role. */
+  async startCopy(unitId: string, copy: Copy): Promise<void> {
+    if (copy === 'a') return this.startUnit(unitId);
+    const spec = this.unitSpec(unitId);
+    const place = spec.standby;
+    if (place === undefined) throw new Error(`unit ${unitId} has no standby copy`);
+    const args = ['--id', unitId, '--topology', this.topologyPath, '--port', String(place.port), '--data-dir', place.dataDir, '--ha'];
+    const running = await this.spawnNode(join(repoRoot, 'dist/units/main.js'), args, `${unitId}/b`);
+    place.port = running.port;
+    place.url = `http://127.0.0.1:${running.port}`;
+    this.standbys.set(unitId, running);
+    this.writeTopology();
+  }
+
+  /** Sends a signal to one copy of an HA unit (SIGKILL: a crash; SIGSTOP: a freeze) and, unless it freezes, waits for the exit. */
+  async signalCopy(unitId: string, copy: Copy, signal: NodeJS.Signals): Promise<void> {
+    const processes = copy === 'a' ? this.units : this.standbys;
+    const running = processes.get(unitId);
+    if (running === undefined || running === null) return;
+    if (signal === 'SIGSTOP' || signal === 'SIGCONT') {
+      running.child.kill(signal);
+      return;
+    }
+    await stopProcess(running.child, signal);
+    processes.set(unitId, null);
+  }
+
+  /** The copy ("a" or "b") whose URL is `url`, or null. */
+  copyAt(unitId: string, url: string): Copy | null {
+    const spec = this.unitSpec(unitId);
+    if (spec.url === url) return 'a';
+    return spec.standby?.url === url ? 'b' : null;
   }
 
   async startGateway(): Promise<void> {
@@ -131,11 +175,12 @@ export class Cluster {
   async stop(): Promise<void> {
     const all: ChildProcess[] = [];
     if (this.gateway !== null) all.push(this.gateway.child);
-    for (const running of [...this.units.values(), ...this.grayUnits.values()]) if (running !== null) all.push(running.child);
+    for (const running of [...this.units.values(), ...this.grayUnits.values(), ...this.standbys.values()]) if (running !== null) all.push(running.child);
     await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
     this.gateway = null;
     for (const unitId of this.units.keys()) this.units.set(unitId, null);
     for (const unitId of this.grayUnits.keys()) this.grayUnits.set(unitId, null);
+    for (const unitId of this.standbys.keys()) this.standbys.set(unitId, null);
   }
 
   /** Stops every process and closes the log; the cluster cannot be restarted after. */
@@ -218,6 +263,8 @@ export function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promis
       clearTimeout(force);
       resolve();
     });
+    // A frozen process (fault injection) must run again to handle SIGTERM.
+    if (signal === 'SIGTERM') child.kill('SIGCONT');
     child.kill(signal);
   });
 }

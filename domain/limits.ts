@@ -51,6 +51,16 @@ export const limits = {
   replicationResyncIntervalMs: 500,
   /** Time to send a store snapshot to a standby. */
   replicationSnapshotTimeoutMs: 120_000,
+  /** The gateway reads the HA status of every unit copy this often. */
+  haPollIntervalMs: 100,
+  /** A status read unanswered this long counts as a failed health check. */
+  haPollTimeoutMs: 250,
+  /** Consecutive failed health checks of a primary before its unit switches to the standby. */
+  haFailuresToSwitch: 2,
+  /** Operations the gateway holds per unit while it switches; more get a fast 91. */
+  failoverBufferOpsMax: 20_000,
+  /** Longest an operation waits in the failover buffer before it gets a 91. */
+  failoverBufferMsMax: 2_000,
   /** Supplementary cards per account (card sequence digit 1..9). */
   supplementaryCardsMax: 9,
 } as const;

@@ -16,6 +16,11 @@ export interface UnitSpec {
   weight: number;
   /** The unit's gray instance, over the same store; absent when the unit runs none. */
   gray?: { url: string; port: number };
+  /**
+   * The unit's second copy (HA pair), with its own store: the "other data
+   * center". Both copies start as standby; the gateway promotes one.
+   */
+  standby?: { url: string; port: number; dataDir: string };
 }
 
 /**
@@ -80,6 +85,8 @@ export function makeTopology(file: TopologyFile): Topology {
     assert(!ids.has(unit.id), `unit id "${unit.id}" is unique`);
     ids.add(unit.id);
     assert(Number.isInteger(unit.weight) && unit.weight > 0, `unit ${unit.id} weight is a positive integer`);
+    // Not built yet: a gray instance writes to one copy's store, and its commits would need shipping too.
+    assert(unit.gray === undefined || unit.standby === undefined, `unit ${unit.id} has a gray instance or a standby, not both (yet)`);
   }
   assert(Number.isInteger(file.ring.vnodesPerWeight) && file.ring.vnodesPerWeight > 0, 'ring.vnodesPerWeight > 0');
   assert(isCurrency(file.fx.pivot), 'fx.pivot is a known currency');

@@ -1,9 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError } from '../domain/errors.js';
 import { parsePlan } from '../domain/gray-plan.js';
 import { parseReason, parseRulesUpdate } from '../domain/gray.js';
 import { readBody, sendError, sendJson } from '../domain/http-util.js';
+import type { AdminAuth } from './admin-auth.js';
 import type { Actor, GrayController } from './gray-controller.js';
 import { parseJsonObject } from './channel-request.js';
 
@@ -23,7 +23,7 @@ import { parseJsonObject } from './channel-request.js';
 // Who made a change comes from the x-operator header (default "admin"), why
 // from the body's "reason".
 
-export const demoAdminToken = 'demo-admin-token';
+export { demoAdminToken } from './admin-auth.js';
 const adminBodyBytesMax = 256 * 1024;
 const historyEntriesMax = 1_000;
 
@@ -34,24 +34,16 @@ export interface InstanceView {
 }
 
 export class GrayAdmin {
-  private readonly tokenDigest: Buffer;
-
   constructor(
     private readonly controller: GrayController,
-    token: string,
+    private readonly auth: AdminAuth,
     private readonly unitIds: readonly string[],
     private readonly hashCard: (pan: string) => string,
     private readonly instances: () => Promise<InstanceView[]>,
-  ) {
-    this.tokenDigest = digest(token);
-  }
+  ) {}
 
   async handle(request: IncomingMessage, response: ServerResponse, method: string, path: string, query: URLSearchParams): Promise<void> {
-    if (!this.authorized(request.headers.authorization)) {
-      request.resume();
-      response.setHeader('www-authenticate', 'Bearer realm="dsu-admin"');
-      return sendError(response, new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <ADMIN_TOKEN>', 'authorization'));
-    }
+    if (!this.auth.admit(request, response)) return;
     const who = operatorOf(request.headers['x-operator']);
     if (who instanceof ApiError) {
       request.resume();
@@ -106,17 +98,9 @@ export class GrayAdmin {
     sendJson(response, 200, { entries: this.controller.history(limit, after) });
   }
 
-  private authorized(header: string | undefined): boolean {
-    if (header === undefined || !header.startsWith('Bearer ')) return false;
-    return timingSafeEqual(digest(header.slice('Bearer '.length)), this.tokenDigest);
-  }
 }
 
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
-}
-
-function operatorOf(header: string | string[] | undefined): string | ApiError {
+export function operatorOf(header: string | string[] | undefined): string | ApiError {
   if (header === undefined) return 'admin';
   if (typeof header !== 'string' || !/^[\w.@-]{1,64}$/.test(header)) {
     return new ApiError('INVALID_FIELD', 'x-operator is 1..64 letters, digits and . _ @ -', 'x-operator');
@@ -124,7 +108,7 @@ function operatorOf(header: string | string[] | undefined): string | ApiError {
   return header;
 }
 
-async function readJsonBody(request: IncomingMessage): Promise<Record<string, unknown> | ApiError> {
+export async function readJsonBody(request: IncomingMessage): Promise<Record<string, unknown> | ApiError> {
   const type = request.headers['content-type'];
   if (type !== undefined && !type.startsWith('application/json')) {
     request.resume();

@@ -72,6 +72,14 @@ export class GatewayMetrics implements UnitClientStats {
     child.observe(seconds);
   }
 
+  private readonly switches = new Counter({ name: 'dsu_gateway_unit_switches_total', help: 'Switches of an HA unit to its other copy, planned (operator) or not (failure).', labelNames: ['unit', 'planned'], registers: [this.registry] });
+  private readonly switchSeconds = new Gauge({ name: 'dsu_gateway_unit_last_switch_seconds', help: 'Duration of the last switch of each HA unit, from the first failed health check to the new primary taking writes.', labelNames: ['unit'], registers: [this.registry] });
+
+  onSwitch(unitId: string, planned: boolean, switchMs: number): void {
+    this.switches.labels(unitId, planned ? 'true' : 'false').inc();
+    this.switchSeconds.labels(unitId).set(switchMs / 1000);
+  }
+
   onBatch(unitId: string, instance: string, opsCount: number, seconds: number, ok: boolean): void {
     this.batchOps.labels(unitId, instance).observe(opsCount);
     this.batchSeconds.labels(unitId, instance, ok ? 'ok' : 'failed').observe(seconds);

@@ -15,7 +15,11 @@ import {
 } from './channel-request.js';
 import { GatewayMetrics } from './metrics.js';
 import { Router } from './router.js';
-import { UnitClient } from './unit-client.js';
+import { UnitClient, type OpCallback } from './unit-client.js';
+import { AdminAuth } from './admin-auth.js';
+import { HaController, UnitPair } from './ha-controller.js';
+import { readJsonBody } from './gray-admin.js';
+import { parseReason } from '../domain/gray.js';
 import { GrayAdmin, type InstanceView } from './gray-admin.js';
 import { GrayController } from './gray-controller.js';
 import { GrayStore } from './gray-store.js';
@@ -51,6 +55,8 @@ export class GatewayServer {
   readonly metrics: GatewayMetrics;
   readonly gray: GrayController;
   private readonly grayAdmin: GrayAdmin;
+  readonly ha: HaController;
+  private readonly adminAuth: AdminAuth;
   private readonly server: Server;
   private readonly inflight = new Map<Channel, number>(channels.map((channel) => [channel, 0]));
   /** Account numbers: random, or from a seeded sequence when options.accountIdSeed is set (repeatable runs). */
@@ -61,10 +67,16 @@ export class GatewayServer {
     this.drawAccountNumber = options.accountIdSeed === null ? () => randomInt(0, 100_000_000) : seededAccountNumbers(options.accountIdSeed);
     this.router = new Router(file.units, file.ring.vnodesPerWeight);
     this.metrics = new GatewayMetrics(() => this.allClients());
+    const pairs = new Map<string, UnitPair>();
     for (const unit of file.units) {
-      const gray = unit.gray === undefined ? null : new UnitClient(unit.id, 'b', unit.gray.url, this.metrics, options.log);
-      this.instances.set(unit.id, [new UnitClient(unit.id, 'a', unit.url, this.metrics, options.log), gray]);
+      const second = unit.gray?.url ?? unit.standby?.url;
+      const own = new UnitClient(unit.id, 'a', unit.url, this.metrics, options.log);
+      const other = second === undefined ? null : new UnitClient(unit.id, 'b', second, this.metrics, options.log);
+      this.instances.set(unit.id, [own, other]);
+      if (unit.standby !== undefined) pairs.set(unit.id, new UnitPair(unit.id, [own, other as UnitClient]));
     }
+    this.ha = new HaController(pairs, { log: options.log, onSwitch: (record) => this.metrics.onSwitch(record.unit, record.planned, record.switchMs) });
+    this.adminAuth = new AdminAuth(options.adminToken);
     const unitIds = file.units.map((unit) => unit.id);
     this.gray = new GrayController({
       store: new GrayStore(options.stateDir), unitIds, log: options.log, nowMs: () => Date.now(),
@@ -72,7 +84,7 @@ export class GatewayServer {
       onRulesChange: (rules) => this.metrics.grayPercent.set(rules.percentBps / 100),
     });
     const hashCard = (pan: string): string => panHash(options.cardKeys, pan).toString('hex');
-    this.grayAdmin = new GrayAdmin(this.gray, options.adminToken, unitIds, hashCard, () => this.describeInstances());
+    this.grayAdmin = new GrayAdmin(this.gray, this.adminAuth, unitIds, hashCard, () => this.describeInstances());
     this.server = createServer({ keepAliveTimeout: 60_000, requestTimeout: 30_000 }, (request, response) => {
       if (request.method === 'POST' && request.url === '/v1/authorizations') {
         this.authorize(request, response, performance.now());
@@ -85,7 +97,9 @@ export class GatewayServer {
     });
   }
 
+  /** Listens once every HA unit has a primary (or after haReadyTimeoutMs, with those units down). */
   async listen(): Promise<number> {
+    if (!(await this.ha.ready(haReadyTimeoutMs))) this.options.log.warn('some HA units have no primary yet', { units: this.ha.describe() });
     await new Promise<void>((resolve) => this.server.listen({ port: this.options.port, host: this.options.host, backlog: limits.acceptBacklogConnections }, resolve));
     return (this.server.address() as AddressInfo).port;
   }
@@ -94,6 +108,7 @@ export class GatewayServer {
     this.server.closeIdleConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.gray.close();
+    this.ha.close();
     await Promise.all(this.allClients().map((client) => client.close()));
   }
 
@@ -110,6 +125,8 @@ export class GatewayServer {
   client(unitId: string, version: Version): UnitClient | null {
     const instances = this.instances.get(unitId);
     assert(instances !== undefined, 'the ring names a configured unit');
+    const pair = this.ha.pairs.get(unitId);
+    if (pair !== undefined) return version === 'stable' ? pair.primaryClient ?? instances[0] : null;
     const stableSlot = this.gray.stableSlot(unitId);
     return instances[version === 'stable' ? stableSlot : 1 - stableSlot] ?? null;
   }
@@ -132,7 +149,14 @@ export class GatewayServer {
   call(unitId: string, op: UnitOp): Promise<ResultLine | null> {
     if (!this.instances.has(unitId)) return Promise.resolve(null);
     const client = this.client(unitId, 'stable') as UnitClient;
-    return new Promise((resolve) => client.submit(op, resolve));
+    return new Promise((resolve) => this.submit(unitId, client, op, resolve));
+  }
+
+  /** Hands an operation to a unit instance; an HA unit's operations go through its failover buffer. */
+  private submit(unitId: string, client: UnitClient, op: UnitOp, callback: OpCallback): void {
+    const pair = this.ha.pairs.get(unitId);
+    if (pair === undefined) client.submit(op, callback);
+    else this.ha.submit(pair, op, callback);
   }
 
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -151,6 +175,9 @@ export class GatewayServer {
     } else if (path.startsWith('/v1/accounts') || path === '/v1/cards/status') {
       routeName = 'accounts';
       await this.accounts(request, response, method, parts);
+    } else if (path === '/admin/ha' || path === '/admin/ha/switch') {
+      routeName = 'admin';
+      await this.haAdmin(request, response, method, path);
     } else if (path === '/admin/gray' || path.startsWith('/admin/gray/')) {
       routeName = 'admin';
       await this.grayAdmin.handle(request, response, method, path, new URLSearchParams(url.slice(path.length)));
@@ -244,7 +271,7 @@ export class GatewayServer {
       this.metrics.onRequest('authorize', latencyMs / 1000);
     };
     if (picked === null) return done(null);
-    picked.client.submit({
+    this.submit(unitId, picked.client, {
       op: 'authorize', idempotencyKey: key, pan: auth.card.number, expiry: auth.card.expiry, cvv: auth.card.cvv,
       amount: auth.amount, type: auth.type, channel, merchant: auth.merchant, partialAllowed: auth.partialAllowed, version,
     }, done);
@@ -274,7 +301,7 @@ export class GatewayServer {
     const op: UnitOp = increment && parsed.amount !== null
       ? { op: 'increment', idempotencyKey: key, authorizationId, amount: parsed.amount, version }
       : { op: 'reverse', idempotencyKey: key, authorizationId, amount: parsed.amount, version };
-    const result = await new Promise<ResultLine | null>((resolve) => client.submit(op, resolve));
+    const result = await new Promise<ResultLine | null>((resolve) => this.submit(unitId, client, op, resolve));
     if (result === null) return unavailable(version);
     sendJsonText(response, result.status, result.body);
   }
@@ -368,11 +395,34 @@ export class GatewayServer {
     }
   }
 
+  /**
+   * GET /admin/ha: every HA unit's copies, roles and switches. POST /admin/ha/switch
+   * {"unit", "reason"}: planned switch of one unit to its standby, no request failed.
+   */
+  private async haAdmin(request: IncomingMessage, response: ServerResponse, method: string, path: string): Promise<void> {
+    if (!this.adminAuth.admit(request, response)) return;
+    if (method === 'GET' && path === '/admin/ha') return sendJson(response, 200, { units: this.ha.describe(), switches: this.ha.switches });
+    if (method !== 'POST' || path !== '/admin/ha/switch') {
+      request.resume();
+      return sendError(response, new ApiError('METHOD_NOT_ALLOWED', `no route ${method} ${path}`, null));
+    }
+    const body = await readJsonBody(request);
+    if (body instanceof ApiError) return sendError(response, body);
+    const unit = body['unit'];
+    if (typeof unit !== 'string' || !this.ha.pairs.has(unit)) return sendError(response, new ApiError('INVALID_FIELD', 'unit names a unit with a standby', 'unit'));
+    const reason = parseReason(body['reason']);
+    if (reason instanceof ApiError) return sendError(response, reason);
+    const record = await this.ha.switchover(unit, reason === '' ? 'planned switch' : reason);
+    if (record instanceof ApiError) return sendError(response, record);
+    sendJson(response, 200, record);
+  }
+
   private health(response: ServerResponse): void {
     const units: Record<string, string> = {};
     const grayUnits: Record<string, string> = {};
     for (const unitId of this.instances.keys()) {
-      units[unitId] = (this.client(unitId, 'stable') as UnitClient).isDown ? 'down' : 'up';
+      const pair = this.ha.pairs.get(unitId);
+      units[unitId] = pair !== undefined ? pair.state : (this.client(unitId, 'stable') as UnitClient).isDown ? 'down' : 'up';
       const gray = this.client(unitId, 'gray');
       if (gray !== null) grayUnits[unitId] = gray.isDown ? 'down' : 'up';
     }
@@ -419,6 +469,9 @@ function seededAccountNumbers(seed: number): () => number {
     return ((z ^ (z >>> 15)) >>> 0) % 100_000_000;
   };
 }
+
+/** The gateway waits this long at start for every HA unit to have a primary. */
+const haReadyTimeoutMs = 15_000;
 
 type GrayHeader = 'on' | 'off' | null;
 

@@ -52,6 +52,11 @@ export class UnitClient {
     return Date.now() < this.downUntilMs;
   }
 
+  /** Nothing queued and no batch in flight. */
+  get idle(): boolean {
+    return this.queueLines.length === 0 && this.inflightBatches === 0;
+  }
+
   get queuedOps(): number {
     return this.queueLines.length;
   }

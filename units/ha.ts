@@ -94,7 +94,7 @@ export class UnitHa implements CommitReplication {
 
   async handle(request: IncomingMessage, response: ServerResponse, path: string): Promise<void> {
     const method = request.method ?? 'GET';
-    if (method === 'GET' && path === '/ha/status') return this.status(response);
+    if (method === 'GET' && path === '/ha/status') return this.status(request, response);
     if (method === 'POST' && path === '/ha/replicate') return this.replicate(request, response);
     if (method === 'POST' && path === '/ha/snapshot') return this.snapshot(request, response);
     if (method === 'POST' && path === '/ha/role') return this.changeRole(request, response);
@@ -135,9 +135,11 @@ export class UnitHa implements CommitReplication {
     this.statements().setMeta.run('haEpoch', String(epoch));
   }
 
-  private status(response: ServerResponse): void {
-    // Reading a degraded status is how the gateway learns it (see Replicator).
-    this.replicator?.noteStatusObserved();
+  private status(request: IncomingMessage, response: ServerResponse): void {
+    // The gateway reading a degraded status is how it learns it (see Replicator);
+    // only a gateway that routes to this copy's epoch counts.
+    const gatewayEpoch = Number(new URL(request.url ?? '/', 'http://unit').searchParams.get('epoch'));
+    if (this.replicator !== null && gatewayEpoch === this.replicator.epoch) this.replicator.noteStatusObserved();
     sendJson(response, 200, {
       unit: this.unitId, role: this.role, epoch: this.epoch, appliedSeq: this.appliedSeq, appliedEpoch: this.appliedEpoch,
       replication: this.replicator?.state ?? null, peer: this.replicator?.peerUrl ?? null, demoting: this.demoting,
@@ -206,9 +208,10 @@ export class UnitHa implements CommitReplication {
   private async changeRole(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const read = await readBody(request, 4096);
     if (!read.ok) return sendError(response, read.error);
-    const body = JSON.parse(read.body.toString('utf8')) as { role?: string; epoch?: number; peerUrl?: string | null };
+    const body = JSON.parse(read.body.toString('utf8')) as { role?: string; epoch?: number; peerUrl?: string | null; force?: boolean };
     const epoch = body.epoch;
     if (this.role === 'solo') return sendError(response, new ApiError('NOT_STANDBY', 'this unit runs without an HA pair', null));
+    if (body.force === true && body.role === 'standby' && typeof epoch === 'number' && epoch >= this.epoch) return this.fence(response, epoch);
     if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch <= this.epoch) {
       return sendError(response, new ApiError('STALE_EPOCH', `a role change needs an epoch above ${this.epoch}`, 'epoch'));
     }
@@ -237,12 +240,28 @@ export class UnitHa implements CommitReplication {
     sendJson(response, 200, { role: this.role, epoch, appliedSeq: this.appliedSeq });
   }
 
+  /**
+   * A deposed primary (another copy was promoted in a later epoch): it stops at
+   * once. Commits it made alone were never answered (their answers wait for a
+   * standby or for the gateway), and the new primary's snapshot replaces them.
+   */
+  private fence(response: ServerResponse, epoch: number): void {
+    this.replicator?.close();
+    this.replicator = null;
+    this.setEpoch(epoch);
+    this.role = 'standby';
+    this.onState('standby', null);
+    this.log.warn('fenced: another copy is primary in a later epoch', { unit: this.unitId, epoch });
+    sendJson(response, 200, { role: this.role, epoch, appliedSeq: this.appliedSeq });
+  }
+
   /** Planned switch: stop taking writes, wait until the standby has every commit, then become standby. */
   private async demote(response: ServerResponse, epoch: number): Promise<void> {
     if (this.role !== 'primary' || this.replicator === null) return sendError(response, new ApiError('NOT_STANDBY', `this copy is ${this.role}`, null));
     this.demoting = true;
     await this.store.drainCommits();
-    const inSync = await this.replicator.drain(limits.replicationSnapshotTimeoutMs);
+    // Bounded by the gateway's failover buffer: the writes held there must not outwait it.
+    const inSync = await this.replicator.drain(limits.failoverBufferMsMax / 2);
     if (!inSync) {
       this.demoting = false;
       return sendError(response, new ApiError('NOT_IN_SYNC', 'the standby is not in sync: a planned switch would lose commits', null));

@@ -58,6 +58,8 @@ export class Replicator {
   private pool: Pool | null = null;
   private readonly commits: Commit[] = [];
   private lastSeq: number;
+  /** The last commit the standby has acknowledged in this sync period. */
+  private ackedSeq = -1;
   private nextToSend: number;
   private sending = false;
   private readonly waiting: Release[] = [];
@@ -113,6 +115,9 @@ export class Replicator {
     if (this.state !== 'sync') {
       if (this.observedSinceDegraded) release();
       else this.held.push(release);
+    } else if (this.lastSeq <= this.ackedSeq) {
+      // Nothing of it or before it waits for the standby (an empty commit after an acknowledged one).
+      release();
     } else {
       this.waiting.push({ seq: this.lastSeq, release });
     }
@@ -154,6 +159,10 @@ export class Replicator {
   }
 
   private send(): void {
+    if (this.state === 'catching-up' && !this.sending && this.nextToSend > this.lastSeq) {
+      this.ackedSeq = this.lastSeq;
+      this.setState('sync');
+    }
     if (this.sending || this.pool === null || this.state === 'degraded' || this.nextToSend > this.lastSeq || this.closed) return;
     const first = this.nextToSend - (this.anchor.seq + 1);
     assert(first >= 0, 'commits to send are still in the log');
@@ -168,8 +177,8 @@ export class Replicator {
         return;
       }
       this.nextToSend = appliedSeq + 1;
+      this.ackedSeq = appliedSeq;
       this.acknowledge(appliedSeq);
-      if (this.state === 'catching-up' && this.nextToSend > this.lastSeq) this.setState('sync');
       this.send();
     });
   }
