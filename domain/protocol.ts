@@ -83,6 +83,32 @@ export interface SettleOp {
 }
 
 /**
+ * A stand-in approval given by the gateway while both copies of the unit were
+ * down, replayed when the unit returns: the hold is placed as approved (no
+ * limit check: the money was promised), under the authorization id and with the
+ * answer the channel got, so a retry with the same key gets that answer again.
+ * The card is named only by its keyed hash.
+ */
+export interface AdviceOp {
+  op: 'advice';
+  idempotencyKey: string;
+  authorizationId: string;
+  panHashHex: string;
+  /** The keyed CVV hash of the request (null without a CVV): with the rest, it lets a retry match the original request. */
+  cvvHashHex: string | null;
+  expiry: string;
+  amount: Money;
+  type: TransactionType;
+  channel: Channel;
+  merchant: { id: string; mcc: string; country: string };
+  partialAllowed: boolean;
+  /** When the gateway approved it (the unit's hold life counts from then). */
+  atMs: number;
+  /** The answer the channel received, replayed to retries. */
+  answer: string;
+}
+
+/**
  * Full-link gray: the version the gateway decided for the request travels with
  * the operation. The unit writes it into the journal entries the operation
  * produces and into the answer; absent, the instance's own role applies (batch
@@ -92,7 +118,7 @@ export interface VersionTag {
   version?: Version;
 }
 
-export type UnitOp = (AuthorizeOp | ReverseOp | IncrementOp | OpenAccountOp | AddCardOp | SetCardStatusOp | SettleOp) & VersionTag;
+export type UnitOp = (AuthorizeOp | ReverseOp | IncrementOp | OpenAccountOp | AddCardOp | SetCardStatusOp | SettleOp | AdviceOp) & VersionTag;
 
 export interface ResultLine {
   status: number;

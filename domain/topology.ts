@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { assert } from './limits.js';
 import { isCurrency, makeFxTable, type Currency, type FxTable } from './money.js';
-import { makeProductTable, type Product, type ProductTable } from './products.js';
+import { makeProductTable, type Channel, type Product, type ProductTable } from './products.js';
+
+export interface StandInConfig {
+  currency: string;
+  /** Most a card may be approved for in stand-in during one outage of its unit, in minor units. */
+  perCardMinor: number;
+  /** Most each channel may be approved for in stand-in during one outage of a unit, in minor units. */
+  perChannelMinor: Record<Channel, number>;
+}
 
 // The topology file describes a whole cluster: the gateway, every unit (id, URL,
 // data folder, ring weight), the product parameters and the exchange rates.
@@ -55,6 +63,8 @@ export interface TopologyFile {
   issuance: { defaultProduct: string; currency: string; scoreBands: ScoreBand[] };
   demo: { accounts: number };
   releases?: ReleasesSection;
+  /** Stand-in limits: what the gateway may approve itself while both copies of an HA unit are down. */
+  standIn?: StandInConfig;
 }
 
 export interface Topology {

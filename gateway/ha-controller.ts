@@ -75,6 +75,8 @@ export class UnitPair {
 export interface HaOptions {
   log: Logger;
   onSwitch: (record: SwitchRecord) => void;
+  /** Runs before a unit takes operations again (stand-in advices are replayed here); the unit stays switching meanwhile. */
+  beforeUp?: (pair: UnitPair, primary: UnitClient) => Promise<void>;
   nowMs?: () => number;
 }
 
@@ -210,8 +212,9 @@ export class HaController {
       if (pair.primary !== best || pair.state !== 'up') this.adopt(pair, best);
       return;
     }
+    // The known primary answers but no longer claims the role (it restarted, as every copy does, as standby).
+    if (pair.primary !== null && pair.status[pair.primary] !== null) pair.primary = null;
     const primary = pair.primary;
-    if (primary !== null && pair.failures[primary] === 0) return;
     if (primary !== null) {
       this.markFailing(pair);
       if (pair.failures[primary] < limits.haFailuresToSwitch) return;
@@ -233,10 +236,28 @@ export class HaController {
 
   private adopt(pair: UnitPair, index: 0 | 1): void {
     pair.primary = index;
-    pair.state = 'up';
     pair.failingSinceMs = null;
     pair.lastPrimaryReplication = pair.status[index]?.replication ?? null;
     this.options.log.info('unit primary', { unit: pair.unitId, primary: pair.copies[index].url, epoch: pair.status[index]?.epoch });
+    void this.bringUp(pair);
+  }
+
+  /** The unit takes operations again, once whatever must reach it first has (stand-in advices). */
+  private async bringUp(pair: UnitPair): Promise<void> {
+    const primary = pair.primaryClient;
+    assert(primary !== null, 'a unit comes up with a primary');
+    if (this.options.beforeUp !== undefined) {
+      pair.state = 'switching';
+      try {
+        await this.options.beforeUp(pair, primary);
+      } catch (error) {
+        this.options.log.warn('unit not brought up; retrying at the next health check', { unit: pair.unitId, error: String(error) });
+        pair.state = 'down';
+        pair.primary = null;
+        return;
+      }
+    }
+    pair.state = 'up';
     this.flush(pair);
   }
 
@@ -258,8 +279,12 @@ export class HaController {
     }
     pair.epoch = epoch;
     pair.primary = to;
-    pair.state = 'up';
     pair.failingSinceMs = null;
+    // The statuses read before the promotion are stale now; until the next reads, they say what was just done.
+    const promoted = pair.status[to];
+    if (promoted !== null) pair.status[to] = { ...promoted, role: 'primary', epoch };
+    const other = pair.status[(1 - to) as 0 | 1];
+    if (other !== null && other.role === 'primary') pair.status[(1 - to) as 0 | 1] = { ...other, role: 'standby', epoch };
     pair.failures[to] = 0;
     pair.lastPrimaryReplication = 'degraded';
     const record: SwitchRecord = {
@@ -269,7 +294,7 @@ export class HaController {
     this.switches.push(record);
     this.options.log.info('unit switched', { ...record, primary: pair.copies[to].url });
     this.options.onSwitch(record);
-    this.flush(pair);
+    await this.bringUp(pair);
     return record;
   }
 

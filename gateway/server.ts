@@ -6,7 +6,7 @@ import { readBody, readBodyThen, sendError, sendJson, sendJsonText } from '../do
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import { isAccountId, makeAccountId, parsePan } from '../domain/pan.js';
-import { versionOfAuthorizationId, type ResultLine, type UnitOp } from '../domain/protocol.js';
+import { versionOfAuthorizationId, type AdviceOp, type ResultLine, type UnitOp } from '../domain/protocol.js';
 import { responseCodes } from '../domain/response-codes.js';
 import type { Topology } from '../domain/topology.js';
 import { channels, type Channel } from '../domain/products.js';
@@ -16,6 +16,7 @@ import {
 import { GatewayMetrics } from './metrics.js';
 import { Router } from './router.js';
 import { UnitClient, type OpCallback } from './unit-client.js';
+import { StandIn } from './stand-in.js';
 import { AdminAuth } from './admin-auth.js';
 import { HaController, UnitPair } from './ha-controller.js';
 import { readJsonBody } from './gray-admin.js';
@@ -23,7 +24,7 @@ import { parseReason } from '../domain/gray.js';
 import { GrayAdmin, type InstanceView } from './gray-admin.js';
 import { GrayController } from './gray-controller.js';
 import { GrayStore } from './gray-store.js';
-import { panHash, type CardKeys } from '../domain/card-protect.js';
+import { cvvHash, panHash, type CardKeys } from '../domain/card-protect.js';
 import type { Version } from '../domain/gray.js';
 import { openAccounts } from './issuance.js';
 
@@ -56,6 +57,8 @@ export class GatewayServer {
   readonly gray: GrayController;
   private readonly grayAdmin: GrayAdmin;
   readonly ha: HaController;
+  /** Stand-in processing for HA units whose copies are both down; null without HA units or limits. */
+  readonly standIn: StandIn | null;
   private readonly adminAuth: AdminAuth;
   private readonly server: Server;
   private readonly inflight = new Map<Channel, number>(channels.map((channel) => [channel, 0]));
@@ -75,7 +78,12 @@ export class GatewayServer {
       this.instances.set(unit.id, [own, other]);
       if (unit.standby !== undefined) pairs.set(unit.id, new UnitPair(unit.id, [own, other as UnitClient]));
     }
-    this.ha = new HaController(pairs, { log: options.log, onSwitch: (record) => this.metrics.onSwitch(record.unit, record.planned, record.switchMs) });
+    const standIn = file.standIn;
+    this.standIn = standIn === undefined || pairs.size === 0 ? null : new StandIn(standIn, options.stateDir, options.log);
+    this.ha = new HaController(pairs, {
+      log: options.log, onSwitch: (record) => this.metrics.onSwitch(record.unit, record.planned, record.switchMs),
+      beforeUp: (pair, primary) => this.replayAdvices(pair.unitId, primary),
+    });
     this.adminAuth = new AdminAuth(options.adminToken);
     const unitIds = file.units.map((unit) => unit.id);
     this.gray = new GrayController({
@@ -143,6 +151,35 @@ export class GatewayServer {
     this.gray.onFallback(reject);
     this.metrics.grayFallbacks.labels(unitId, reject ? 'rejected' : 'stable').inc();
     return reject ? null : { client: this.client(unitId, 'stable') as UnitClient, version: 'stable' };
+  }
+
+  /** When both copies of an HA unit are down: the gateway's own answer within stand-in limits (see stand-in.ts), else null. */
+  private standInAnswer(unitId: string, key: string, auth: AuthorizationRequest): ResultLine | null {
+    if (this.standIn === null || this.ha.pairs.get(unitId)?.state !== 'down') return null;
+    const { card } = auth;
+    const keys = this.options.cardKeys;
+    return this.standIn.authorize({
+      unitId, idempotencyKey: key, panHashHex: panHash(keys, card.number).toString('hex'), last4: card.number.slice(-4),
+      cvvHashHex: card.cvv === null ? null : cvvHash(keys, card.number, card.expiry, card.cvv).toString('hex'), expiry: card.expiry,
+      amount: auth.amount, type: auth.type, channel: auth.channel, merchant: auth.merchant, partialAllowed: auth.partialAllowed,
+    });
+  }
+
+  /** Replays the stand-in advices of a unit that is back, in order, before it takes new operations. */
+  private async replayAdvices(unitId: string, primary: UnitClient): Promise<void> {
+    const standIn = this.standIn;
+    if (standIn === null) return;
+    const advices = [...standIn.pendingFor(unitId)];
+    if (advices.length === 0) return;
+    const results = await Promise.all(advices.map((advice) => new Promise<ResultLine | null>((resolve) => primary.submit(advice, resolve))));
+    for (let i = 0; i < advices.length; i++) {
+      const result = results[i] ?? null;
+      if (result === null) throw new Error(`unit ${unitId} did not take stand-in advice ${i + 1} of ${advices.length}`);
+      // 200: applied (or applied before, or a 94 for a key the unit knew): either way the unit holds it.
+      if (result.status !== 200) this.options.log.error('stand-in advice refused by the unit', { unit: unitId, answer: result.body.slice(0, 200) });
+      standIn.replayed(unitId, advices[i] as AdviceOp);
+    }
+    this.options.log.info('stand-in advices replayed', { unit: unitId, advices: advices.length });
   }
 
   /** Sends one operation to a unit's stable instance and resolves with its result, or null when the unit is unavailable. */
@@ -255,10 +292,11 @@ export class GatewayServer {
     const decided = this.gray.decide(force, pan.accountId, channel, unitId, () => panHash(this.options.cardKeys, auth.card.number).toString('hex')).version;
     const picked = this.pick(unitId, decided);
     const version = picked === null ? decided : picked.version;
-    const done = (result: ResultLine | null): void => {
+    const done = (answer: ResultLine | null): void => {
       this.inflight.set(channel, (this.inflight.get(channel) ?? 1) - 1);
       this.metrics.inflightChange(channel, -1);
       const latencyMs = performance.now() - startedMs;
+      const result = answer === null ? this.standInAnswer(unitId, key, auth) : answer;
       if (result === null) {
         this.metrics.onAuthorization(channel, unitId, version, false, responseCodes.unitUnavailable);
         this.gray.onAnswer(version, 200, responseCodes.unitUnavailable, false, latencyMs);

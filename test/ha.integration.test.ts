@@ -108,4 +108,45 @@ describe('DSU high availability', () => {
     expect({ lost: check.lost, duplicates: check.duplicates, diverged: check.diverged }).toEqual({ lost: 0, duplicates: 0, diverged: [] });
     await cluster.start();
   });
+
+  it('answers in stand-in while both copies are down and replays the advices into the unit, so open-to-buy ends right', async () => {
+    await waitInSync(15_000);
+    const card = cards.find((each) => each.unit === 'dsu-1') as IssuedCard;
+    const other = cards.find((each) => each.unit === 'dsu-2') as IssuedCard;
+    const before = (await call(cluster.gatewayUrl, 'GET', `/v1/accounts/${card.accountId}`)).body;
+    const purchaseOf = (which: IssuedCard, value: number, channel = 'pos') => ({
+      card: { number: which.pan, expiry: which.expiry, cvv: which.cvv }, amount: { value, currency: 'CNY' }, type: 'purchase', channel,
+      merchant: { id: 'm-standin', mcc: '5411', country: 'CN' },
+    });
+    await Promise.all([cluster.signalCopy('dsu-1', 'a', 'SIGKILL'), cluster.signalCopy('dsu-1', 'b', 'SIGKILL')]);
+    const deadline = Date.now() + 5_000;
+    while ((await haStatus()).units.find((unit: any) => unit.unit === 'dsu-1').state !== 'down' && Date.now() < deadline) await sleep(50);
+
+    const authorize = (body: object, key: string) => call(cluster.gatewayUrl, 'POST', '/v1/authorizations', body, { 'idempotency-key': key });
+    const first = await authorize(purchaseOf(card, 10_000), 'standin-1');
+    const second = await authorize(purchaseOf(card, 20_000, 'ecommerce'), 'standin-2');
+    const overCardLimit = await authorize(purchaseOf(card, 30_000), 'standin-3');
+    const retry = await authorize(purchaseOf(card, 10_000), 'standin-1');
+    const cash = await authorize({ ...purchaseOf(card, 1_000, 'atm'), type: 'cash', merchant: { id: 'atm-1', mcc: '6011', country: 'CN' } }, 'standin-4');
+    const elsewhere = await authorize(purchaseOf(other, 1_000), 'standin-5');
+    expect(first.body).toMatchObject({ approved: true, responseCode: '00', standIn: true });
+    expect(second.body).toMatchObject({ approved: true, standIn: true });
+    expect(overCardLimit.body).toMatchObject({ approved: false, responseCode: '91', standIn: true });
+    expect(cash.body).toMatchObject({ approved: false, responseCode: '91' });
+    expect(retry.body.authorizationId).toBe(first.body.authorizationId);
+    expect(elsewhere.body).toMatchObject({ approved: true, unit: 'dsu-2' });
+    expect(elsewhere.body.standIn).toBeUndefined();
+
+    await Promise.all([cluster.startCopy('dsu-1', 'a'), cluster.startCopy('dsu-1', 'b')]);
+    await waitInSync(15_000);
+    const after = (await call(cluster.gatewayUrl, 'GET', `/v1/accounts/${card.accountId}`)).body;
+    expect(after.openHolds.value).toBe(before.openHolds.value + 30_000);
+    expect(after.availableCredit.value).toBe(before.availableCredit.value - 30_000);
+    // The advices are ordinary authorizations now: a retry gets the stand-in answer, a reversal releases the hold.
+    const retryAfter = await authorize(purchaseOf(card, 10_000), 'standin-1');
+    expect(retryAfter.body.authorizationId).toBe(first.body.authorizationId);
+    const reversal = await call(cluster.gatewayUrl, 'POST', `/v1/authorizations/${first.body.authorizationId}/reversals`, {});
+    expect(reversal.body).toMatchObject({ responseCode: '00' });
+    expect(reversal.body.availableCredit.value).toBe(before.availableCredit.value - 20_000);
+  });
 });

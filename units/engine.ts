@@ -15,7 +15,7 @@ import { makePan } from '../domain/pan.js';
 import { holdExpiryDays, type Product, type ProductTable } from '../domain/products.js';
 import {
   authorizationIdSeparator, decodeResultLine, encodeResultLine,
-  type AddCardOp, type AuthorizeOp, type IncrementOp, type OpenAccountOp, type ResultLine,
+  type AddCardOp, type AdviceOp, type AuthorizeOp, type IncrementOp, type OpenAccountOp, type ResultLine,
   type ReverseOp, type SetCardStatusOp, type SettleOp, type UnitOp,
 } from '../domain/protocol.js';
 import { responseCodes, isApproval, type ResponseCode } from '../domain/response-codes.js';
@@ -87,6 +87,7 @@ export class UnitEngine {
       case 'addCard': return this.addCard(op);
       case 'setCardStatus': return this.setCardStatus(op);
       case 'settle': return this.settle(op);
+      case 'advice': return this.advice(op);
     }
   }
 
@@ -237,6 +238,33 @@ export class UnitEngine {
     this.journal(this.options.clock.nowMs(), 'balance.posted', op.accountId, null, -releasedMinor, currency,
       { kind: op.kind, posted: op.postMinor, released: releasedMinor, holds: op.releases.length }, idempotent(op.idempotencyKey, requestPrint, result));
     return result;
+  }
+
+  /**
+   * A stand-in approval replayed from the gateway (see AdviceOp): the hold is
+   * placed whatever the open-to-buy, since the channel was told "approved".
+   */
+  advice(op: AdviceOp): ResultLine {
+    const cardHash = Buffer.from(op.panHashHex, 'hex');
+    // The fingerprint of the channel's request, as authorize() computes it, so that
+    // the channel's retry with the same key and content gets the stand-in answer.
+    const original = { ...op, op: 'authorize', pan: '', cvv: op.cvvHashHex === null ? null : '-' } as AuthorizeOp;
+    const requestPrint = fingerprint(op.cvvHashHex === null ? [cardHash] : [cardHash, Buffer.from(op.cvvHashHex, 'hex')], canonicalAuthorize(original));
+    const answer: ResultLine = { status: 200, code: responseCodes.approved, approved: true, body: op.answer };
+    const replay = this.replay(op.idempotencyKey, requestPrint);
+    if (replay !== null) return replay;
+    const row = this.statements.selectCardAccount.get(cardHash) as CardAccountRow | undefined;
+    if (row === undefined) return errorLine(new ApiError('CARD_NOT_FOUND', 'the stand-in advice names no card of this unit', 'panHashHex'));
+    const product = this.product(row.product);
+    const billing = billingAmount(op.amount, row.currency as BillingCurrency, product, this.options.fx);
+    if (billing === null) return errorLine(new ApiError('INVALID_AMOUNT', 'the stand-in advice has no rate to the billing currency', 'amount'));
+    const decision: Decision = { code: responseCodes.approved, holdMinor: billing.totalMinor, approvedMinor: op.amount.value, feeMinor: billing.feeMinor };
+    this.placeHold(original, op.authorizationId, cardHash, row, product, decision, op.atMs);
+    this.journal(this.options.clock.nowMs(), 'auth.approved', row.account_id, op.authorizationId, decision.holdMinor, row.currency, {
+      code: responseCodes.approved, type: op.type, channel: op.channel, amount: op.amount, fee: decision.feeMinor,
+      merchant: op.merchant, card: row.last4, standIn: true, approvedAtMs: op.atMs,
+    }, idempotent(op.idempotencyKey, requestPrint, answer));
+    return answer;
   }
 
   /** Releases holds whose life ended; returns how many expired. */

@@ -78,6 +78,20 @@ function checkOp(value: unknown): string | null {
       if (!Array.isArray(op['releases']) || !(op['releases'] as unknown[]).every(isRelease)) return 'releases';
       if (!Number.isSafeInteger(op['postMinor']) || Math.abs(op['postMinor'] as number) > limits.amountMinorMax) return 'postMinor';
       return isString(op['kind']) ? null : 'kind';
+    case 'advice': {
+      if (!isString(op['idempotencyKey']) || !isString(op['authorizationId'])) return 'idempotencyKey';
+      if (typeof op['panHashHex'] !== 'string' || !/^[0-9a-f]{32}$/.test(op['panHashHex'])) return 'panHashHex';
+      if (!isMoney(op['amount'])) return 'amount';
+      if (!(transactionTypes as readonly unknown[]).includes(op['type'])) return 'type';
+      if (!(channels as readonly unknown[]).includes(op['channel'])) return 'channel';
+      const merchant = op['merchant'] as Record<string, unknown> | null;
+      if (typeof merchant !== 'object' || merchant === null || !isString(merchant['id']) || !isString(merchant['mcc']) || !isString(merchant['country'])) return 'merchant';
+      if (op['cvvHashHex'] !== null && (typeof op['cvvHashHex'] !== 'string' || !/^[0-9a-f]{32}$/.test(op['cvvHashHex']))) return 'cvvHashHex';
+      if (!isString(op['expiry'])) return 'expiry';
+      if (typeof op['partialAllowed'] !== 'boolean') return 'partialAllowed';
+      if (!Number.isSafeInteger(op['atMs'])) return 'atMs';
+      return isString(op['answer']) ? null : 'answer';
+    }
     case 'setCardStatus':
       if (!isString(op['pan'])) return 'pan';
       return (cardStatuses as readonly unknown[]).includes(op['status']) ? null : 'status';
