@@ -61,6 +61,8 @@ export const limits = {
   failoverBufferOpsMax: 20_000,
   /** Longest an operation waits in the failover buffer before it gets a 91. */
   failoverBufferMsMax: 2_000,
+  /** Largest commit delay the fault injection (POST /admin/fault on a unit) may set. */
+  injectedCommitDelayMsMax: 2_000,
   /** Supplementary cards per account (card sequence digit 1..9). */
   supplementaryCardsMax: 9,
 } as const;

@@ -117,7 +117,13 @@ export class HaController {
   submit(pair: UnitPair, op: UnitOp, callback: OpCallback, deadlineMs: number | null = null): void {
     const client = pair.primaryClient;
     if (pair.state === 'up' && client !== null && !client.isDown) {
-      client.submit(op, (result: ResultLine | null) => {
+      const epoch = pair.epoch;
+      client.submit(op, (answer: ResultLine | null) => {
+        // An answer from a copy deposed meanwhile (it woke from a freeze) is not
+        // trusted: what it committed alone is discarded when it rejoins. The retry,
+        // with the same key, gets the new primary's answer (the same one, if the
+        // commit had reached the standby).
+        const result = pair.epoch === epoch ? answer : null;
         if (result !== null || !isRetryable(op)) return callback(result);
         // The batch failed: the primary may be gone. The retry goes where the unit's writes go next.
         this.bufferOp(pair, op, callback, deadlineMs);

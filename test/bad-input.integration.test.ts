@@ -120,6 +120,25 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     expect(await journalEnds()).toEqual(before);
   });
 
+  it('unit admin requests with bad values (clock, fault injection)', async () => {
+    const unitUrl = cluster.topology.units[0]!.url;
+    const before = await journalEnds();
+    const cases: Array<[string, unknown, string, string | null]> = [
+      ['/admin/clock', { advanceMs: -1 }, 'INVALID_FIELD', 'advanceMs'],
+      ['/admin/clock', { advanceMs: 1.5 }, 'INVALID_FIELD', 'advanceMs'],
+      ['/admin/fault', { commitDelayMs: 2_001 }, 'INVALID_FIELD', 'commitDelayMs'],
+      ['/admin/fault', { commitDelayMs: '40' }, 'INVALID_FIELD', 'commitDelayMs'],
+      ['/admin/fault', '{"commitDelayMs": ', 'INVALID_JSON', null],
+    ];
+    for (const [path, body, code, field] of cases) {
+      const answer = await call(unitUrl, 'POST', path, body as object);
+      expect(answer.status).toBe(400);
+      expect(answer.body.error).toMatchObject({ code, field });
+    }
+    expect((await call(unitUrl, 'GET', '/healthz')).body.nowMs).toBeGreaterThan(0);
+    expect(await journalEnds()).toEqual(before);
+  });
+
   it('account opening with bad limits or products', async () => {
     const before = await journalEnds();
     const cases: Array<[unknown, string, string]> = [

@@ -169,11 +169,11 @@ export class UnitEngine {
     // A partial reversal releases the same share of the held billing amount (fee included).
     const releaseMinor = full ? hold.hold_amount : Math.round((hold.hold_amount * reversedTxn) / hold.txn_amount);
     const nowMs = this.options.clock.nowMs();
-    this.statements.updateHold.run(hold.txn_amount - reversedTxn, hold.hold_amount - releaseMinor, full ? 'reversed' : 'open', hold.expires_at, op.authorizationId);
+    this.statements.updateHold.run(hold.txn_amount - reversedTxn, hold.hold_amount - releaseMinor, full ? 'reversed' : 'open', hold.expires_at, hold.authorization_id);
     this.statements.addOpenHolds.run(-releaseMinor, hold.account_id);
     const account = this.account(hold.account_id);
     const result = this.followUpAnswer(op.authorizationId, responseCodes.approved, account);
-    this.journal(nowMs, 'hold.reversed', hold.account_id, op.authorizationId, -releaseMinor, account.currency, {
+    this.journal(nowMs, 'hold.reversed', hold.account_id, hold.authorization_id, -releaseMinor, account.currency, {
       amount: { value: reversedTxn, currency: hold.txn_currency }, full,
     }, idempotent(op.idempotencyKey, requestPrint, result));
     return result;
@@ -195,13 +195,13 @@ export class UnitEngine {
     const heldMinor = code === responseCodes.approved && billing !== null ? billing.totalMinor : 0;
     if (heldMinor > 0) {
       const expiresAt = Math.max(hold.expires_at, nowMs + holdExpiryDays(product, hold.mcc) * msPerDay);
-      this.statements.updateHold.run(hold.txn_amount + op.amount.value, hold.hold_amount + heldMinor, 'open', expiresAt, op.authorizationId);
+      this.statements.updateHold.run(hold.txn_amount + op.amount.value, hold.hold_amount + heldMinor, 'open', expiresAt, hold.authorization_id);
       this.statements.addOpenHolds.run(heldMinor, hold.account_id);
     }
     const kind = heldMinor > 0 ? 'hold.incremented' : 'increment.declined';
     const after = heldMinor > 0 ? this.account(hold.account_id) : account;
     const result = this.followUpAnswer(op.authorizationId, code, after);
-    this.journal(nowMs, kind, hold.account_id, op.authorizationId, heldMinor, account.currency, { code, amount: op.amount },
+    this.journal(nowMs, kind, hold.account_id, hold.authorization_id, heldMinor, account.currency, { code, amount: op.amount },
       idempotent(op.idempotencyKey, requestPrint, result));
     return result;
   }
@@ -214,7 +214,7 @@ export class UnitEngine {
     // Every hold is checked before anything is written, so a refused settlement changes nothing.
     const holds: HoldRow[] = [];
     for (const release of op.releases) {
-      const hold = this.statements.selectHold.get(release.authorizationId) as HoldRow | undefined;
+      const hold = this.statements.selectHold.get({ id: release.authorizationId }) as HoldRow | undefined;
       if (hold === undefined || hold.account_id !== op.accountId) {
         return errorLine(new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${release.authorizationId} on account ${op.accountId}`, 'releases'));
       }
@@ -252,7 +252,12 @@ export class UnitEngine {
     const requestPrint = fingerprint(op.cvvHashHex === null ? [cardHash] : [cardHash, Buffer.from(op.cvvHashHex, 'hex')], canonicalAuthorize(original));
     const answer: ResultLine = { status: 200, code: responseCodes.approved, approved: true, body: op.answer };
     const replay = this.replay(op.idempotencyKey, requestPrint);
-    if (replay !== null) return replay;
+    if (replay !== null) {
+      // The request had reached this unit before it went down: one hold, known by both ids.
+      const firstId = replay.approved ? (JSON.parse(replay.body) as { authorizationId?: string | null }).authorizationId : null;
+      if (typeof firstId === 'string' && firstId !== op.authorizationId) this.statements.insertAlias.run(op.authorizationId, firstId);
+      return replay;
+    }
     const row = this.statements.selectCardAccount.get(cardHash) as CardAccountRow | undefined;
     if (row === undefined) return errorLine(new ApiError('CARD_NOT_FOUND', 'the stand-in advice names no card of this unit', 'panHashHex'));
     const product = this.product(row.product);
@@ -329,7 +334,7 @@ export class UnitEngine {
   }
 
   private openHold(authorizationId: string, amount: Money | null): HoldRow | ApiError {
-    const hold = this.statements.selectHold.get(authorizationId) as HoldRow | undefined;
+    const hold = this.statements.selectHold.get({ id: authorizationId }) as HoldRow | undefined;
     if (hold === undefined) return new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${authorizationId}`, 'authorizationId');
     if (hold.status !== 'open') return new ApiError('AUTHORIZATION_CLOSED', `authorization is ${hold.status}`, 'authorizationId');
     if (amount !== null && amount.currency !== hold.txn_currency) {

@@ -40,6 +40,11 @@ export class GroupCommitter {
   private queue: CommitJob[] = [];
   private queuedOps = 0;
   private scheduled = false;
+  /**
+   * Fault injection (a slow disk): every commit takes this much longer, with the
+   * event loop blocked as a slow fsync blocks it. Set by POST /admin/fault.
+   */
+  injectedCommitDelayMs = 0;
   /** The commit sequence the transaction being applied took, or null (nothing written, or no replication). */
   private commitSeq: number | null = null;
   /** When the current run of SQLITE_BUSY answers began, or null. */
@@ -63,6 +68,7 @@ export class GroupCommitter {
         this.stats.onOp(op, line.code);
         return encodeResultLine(line);
       }));
+      if (this.injectedCommitDelayMs > 0) Atomics.wait(sleepCell, 0, 0, this.injectedCommitDelayMs);
       this.commitSeq = recorder !== null && (recorder.changes as Change[]).length > 0 ? (this.replication as CommitReplication).nextCommitSeq() : null;
       return answers;
     };
@@ -166,6 +172,8 @@ export class GroupCommitter {
     if (this.queue.length > 0) this.schedule();
   }
 }
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
 function isBusy(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'SQLITE_BUSY';

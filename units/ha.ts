@@ -141,7 +141,7 @@ export class UnitHa implements CommitReplication {
     const gatewayEpoch = Number(new URL(request.url ?? '/', 'http://unit').searchParams.get('epoch'));
     if (this.replicator !== null && gatewayEpoch === this.replicator.epoch) this.replicator.noteStatusObserved();
     sendJson(response, 200, {
-      unit: this.unitId, role: this.role, epoch: this.epoch, appliedSeq: this.appliedSeq, appliedEpoch: this.appliedEpoch,
+      unit: this.unitId, pid: process.pid, role: this.role, epoch: this.epoch, appliedSeq: this.appliedSeq, appliedEpoch: this.appliedEpoch,
       replication: this.replicator?.state ?? null, peer: this.replicator?.peerUrl ?? null, demoting: this.demoting,
     });
   }

@@ -181,6 +181,8 @@ export class UnitServer {
       sendJson(response, 200, { status: 'ok', unit: unitId, role, release, ha: this.ha.role, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
     } else if (request.method === 'GET' && url === '/metrics') {
       void this.sendMetrics(response);
+    } else if (request.method === 'POST' && url === '/admin/fault') {
+      void this.setFault(request, response);
     } else if (request.method === 'POST' && url === '/admin/clock') {
       if (!this.ha.acceptsWrites) {
         request.resume();
@@ -274,18 +276,19 @@ export class UnitServer {
     response.end(text);
   }
 
+  /** Fault injection for the chaos tests: {"commitDelayMs": N} makes every commit N ms slower (0 ends it). */
+  private async setFault(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const max = limits.injectedCommitDelayMsMax;
+    const delay = await readIntegerField(request, 'commitDelayMs', 0, max, `commitDelayMs is an integer 0..${max}`);
+    if (delay instanceof ApiError) return sendError(response, delay);
+    this.committer.injectedCommitDelayMs = delay;
+    this.options.log.warn('fault injection: commit delay', { unit: this.options.unitId, commitDelayMs: delay });
+    sendJson(response, 200, { unit: this.options.unitId, commitDelayMs: delay });
+  }
+
   private async setClock(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const read = await readBody(request, 1024);
-    if (!read.ok) return sendError(response, read.error);
-    let advanceMs: unknown;
-    try {
-      advanceMs = (JSON.parse(read.body.toString('utf8')) as { advanceMs?: unknown }).advanceMs;
-    } catch {
-      return sendError(response, new ApiError('INVALID_JSON', 'the body is not valid JSON', null));
-    }
-    if (typeof advanceMs !== 'number' || !Number.isSafeInteger(advanceMs) || advanceMs < 0) {
-      return sendError(response, new ApiError('INVALID_FIELD', 'advanceMs is a non-negative integer (the clock only moves forward)', 'advanceMs'));
-    }
+    const advanceMs = await readIntegerField(request, 'advanceMs', 0, Number.MAX_SAFE_INTEGER, 'advanceMs is a non-negative integer (the clock only moves forward)');
+    if (advanceMs instanceof ApiError) return sendError(response, advanceMs);
     this.followStoredClock();
     this.clock.offsetMs += advanceMs;
     const { writer } = this.databases;
@@ -299,3 +302,16 @@ export class UnitServer {
   }
 }
 
+/** Reads a small JSON body `{"<field>": integer}` of an admin request; the integer lies in min..max. */
+async function readIntegerField(request: IncomingMessage, field: string, min: number, max: number, meaning: string): Promise<number | ApiError> {
+  const read = await readBody(request, 1024);
+  if (!read.ok) return read.error;
+  let value: unknown;
+  try {
+    value = (JSON.parse(read.body.toString('utf8')) as Record<string, unknown>)[field];
+  } catch {
+    return new ApiError('INVALID_JSON', 'the body is not valid JSON', null);
+  }
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) return new ApiError('INVALID_FIELD', meaning, field);
+  return value;
+}

@@ -58,6 +58,7 @@ const writeSql = {
   insertJournal: `
       INSERT INTO journal (at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, fingerprint, answer, version)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  insertAlias: 'INSERT OR IGNORE INTO authorization_aliases (alias, authorization_id) VALUES (?, ?)',
   setMeta: 'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
 } as const;
 
@@ -84,7 +85,9 @@ export function prepareStatements(db: Database.Database, recorder: ChangeRecorde
     updateCardStatus: write('updateCardStatus'),
     updateCashCounters: write('updateCashCounters'),
     insertHold: write('insertHold'),
-    selectHold: db.prepare('SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at FROM holds WHERE authorization_id = ?'),
+    selectHold: db.prepare(`SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at FROM holds
+      WHERE authorization_id = coalesce((SELECT authorization_id FROM authorization_aliases WHERE alias = @id), @id)`),
+    insertAlias: write('insertAlias'),
     updateHold: write('updateHold'),
     selectExpiredHolds: db.prepare(`
       SELECT authorization_id, account_id, mcc, txn_currency, txn_amount, hold_amount, status, expires_at

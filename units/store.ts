@@ -58,6 +58,14 @@ CREATE TABLE IF NOT EXISTS holds (
 
 CREATE INDEX IF NOT EXISTS holds_open_by_expiry ON holds (expires_at) WHERE status = 'open';
 
+-- A stand-in authorization whose request had reached the unit before it went
+-- down (the channel's answer was lost with the unit): the channel holds the
+-- stand-in id, the unit the original one. Follow-ups on the alias act on the original.
+CREATE TABLE IF NOT EXISTS authorization_aliases (
+  alias TEXT PRIMARY KEY,
+  authorization_id TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
 -- Append-only: every state change, numbered. Batch accounting and replication
 -- consume it through the unit's feed, never by opening this file. An operation
 -- that came with an Idempotency-Key keeps its key, the fingerprint of its content
