@@ -42,6 +42,8 @@ export interface ChaosLoadOptions {
 /** A closed-loop load of purchases that keeps every answer. */
 export class ChaosLoad {
   readonly answers: ChaosAnswer[] = [];
+  /** Wall-clock time of each answer's last attempt, by index in answers. */
+  readonly answeredAtMs: number[] = [];
   private stopped = false;
   private next = 0;
   private running: Promise<void> | null = null;
@@ -81,6 +83,7 @@ export class ChaosLoad {
         type: 'purchase', channel: (['pos', 'ecommerce', 'wallet'] as const)[index % 3], merchant: { id: `m-${index % 97}`, mcc: '5411', country: 'CN' },
       });
       this.answers.push(await this.send(key, body, card));
+      this.answeredAtMs.push(Date.now());
     }
   }
 
@@ -136,8 +139,10 @@ export function checkStores(cluster: Cluster, answers: readonly ChaosAnswer[], p
     const dirs = { a: unit.dataDir, b: unit.standby?.dataDir ?? unit.dataDir };
     const store = new Database(join(dirs[copy], 'unit.db'), { readonly: true });
     try {
-      const hasHold = store.prepare("SELECT 1 FROM holds WHERE authorization_id = ? AND status IN ('open', 'cleared', 'reversed', 'expired')").pluck();
-      for (const [id, answer] of approvedIds) if (answer.unit === unit.id && hasHold.get(id) === undefined) lostIds.push(id);
+      // A stand-in id may name, by alias, the hold its request had placed before the unit went down.
+      const hasHold = store.prepare(`SELECT 1 FROM holds WHERE authorization_id = coalesce((SELECT authorization_id FROM authorization_aliases WHERE alias = @id), @id)
+        AND status IN ('open', 'cleared', 'reversed', 'expired')`).pluck();
+      for (const [id, answer] of approvedIds) if (answer.unit === unit.id && hasHold.get({ id }) === undefined) lostIds.push(id);
       duplicates += store.prepare('SELECT count(*) FROM (SELECT idempotency_key FROM journal WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING count(*) > 1)').pluck().get() as number;
       overLimit += store.prepare('SELECT count(*) FROM accounts WHERE open_holds + posted_balance > credit_limit OR open_holds < 0').pluck().get() as number;
     } finally {
