@@ -1,6 +1,5 @@
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
 import { assertLoadtest, loadtestLimits } from './limits.js';
+import { RawHttpClient, type RawExchange, type RawFailureKind } from './raw-http.js';
 import type { LoadRequest } from './workload.js';
 
 // An open-loop sender at a fixed rate, paced the way wrk2 paces: request k is
@@ -11,8 +10,8 @@ import type { LoadRequest } from './workload.js';
 // than bunched at the start of each second.
 //
 // Each answer carries two times: when the request was due (intendedMs) and
-// when undici wrote it on a connection (writtenMs). Latency from the due time
-// includes every wait the sender imposed (a busy pool, a late timer), which is
+// when it was written on a connection (writtenMs). Latency from the due time
+// includes every wait the sender imposed (every connection busy, a late timer), which is
 // the coordinated-omission correction measured rather than synthesized; latency
 // from the write is the "raw" service time a closed-loop client would report.
 //
@@ -22,9 +21,10 @@ import type { LoadRequest } from './workload.js';
 // deep (the runner sets the bound to rate * timeoutSeconds), and counted in
 // `refused`. At the planned end the sender stops sending, waits up to the
 // timeout for the answers still owed, reports those that never came as
-// timeouts (`abandoned`), and closes its pool. undici's own timeouts start at
-// the write; a request waiting in the pool for a free connection is bounded
-// only by outstandingMax, and its wait shows in the corrected latency.
+// timeouts (`abandoned`), and closes its connections. The client's timeouts
+// start at the write (loadtest/raw-http.ts); a request waiting for a free
+// connection is bounded only by outstandingMax, and its wait shows in the
+// corrected latency.
 
 export type PacedFailureKind = 'connection' | 'timeout';
 
@@ -33,7 +33,7 @@ export interface PacedAnswer {
   readonly request: LoadRequest;
   /** When the schedule said to send it (clock milliseconds). */
   readonly intendedMs: number;
-  /** When undici wrote it on a connection (clock milliseconds). */
+  /** When it was written on a connection (clock milliseconds). */
   readonly writtenMs: number;
   readonly status: number;
   /** Bytes of the response body received. */
@@ -76,14 +76,14 @@ export interface PacedStats {
   /** Due while `outstandingMax` requests were outstanding; not sent, reported as timeouts. */
   refused: number;
   answered: number;
-  /** Failed with a connection error or an undici timeout. */
+  /** Failed with a connection error or a timeout. */
   failed: number;
   /** Still unanswered when the wait after the end ran out; reported as timeouts. */
   abandoned: number;
 }
 
 export interface PacedRun {
-  /** Settles once the pool is closed; the sink gets nothing after that. */
+  /** Settles once the connections are closed; the sink gets nothing after that. */
   readonly done: Promise<PacedStats>;
   /** Stops sending now and waits (up to the timeout) for the answers still owed. */
   stop(): void;
@@ -94,7 +94,7 @@ const pacedStates = {
   sending: 'sending',
   /** No more sends; waiting for the planned end and for answers owed, up to a deadline. */
   draining: 'draining',
-  /** The pool is closing or closed; late callbacks are ignored. */
+  /** The connections are closed; late callbacks are ignored. */
   finished: 'finished',
 } as const;
 type PacedState = (typeof pacedStates)[keyof typeof pacedStates];
@@ -108,11 +108,6 @@ type PacedState = (typeof pacedStates)[keyof typeof pacedStates];
  * Evenly spaced arrivals are the point of this sender, so 1 ms it is.
  */
 const tickMsMin = 1;
-
-/** Idle keep-alive sockets live this long unless the server says shorter (undici honours its Keep-Alive hint). */
-const keepAliveTimeoutMs = 30_000;
-
-const timeoutErrorCodes: ReadonlySet<unknown> = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
 function checkPacedOptions(options: PacedSenderOptions): void {
   assertLoadtest(/^https?:\/\//.test(options.url), 'paced url is http(s)');
@@ -137,7 +132,7 @@ export function sendPaced(options: PacedSenderOptions): PacedRun {
 
 class PacedSender {
   readonly #options: PacedSenderOptions;
-  readonly #pool: Pool;
+  readonly #client: RawHttpClient;
   readonly #dueCount: number;
   readonly #timeoutMs: number;
   readonly #stats: PacedStats = { due: 0, sent: 0, refused: 0, answered: 0, failed: 0, abandoned: 0 };
@@ -157,14 +152,9 @@ class PacedSender {
     this.#options = options;
     this.#dueCount = options.rate * options.durationSeconds;
     this.#timeoutMs = options.timeoutSeconds * 1000;
-    this.#pool = new Pool(new URL(options.url).origin, {
-      connections: options.connections,
-      pipelining: 1,
-      connect: { timeout: this.#timeoutMs },
-      headersTimeout: this.#timeoutMs,
-      bodyTimeout: this.#timeoutMs,
-      keepAliveTimeout: keepAliveTimeoutMs,
-      keepAliveMaxTimeout: keepAliveTimeoutMs,
+    this.#client = new RawHttpClient({
+      origin: new URL(options.url).origin, connections: options.connections, timeoutMs: this.#timeoutMs,
+      bodyBytesKeptMax: loadtestLimits.responseBodyCharsMax, clock: options.clock,
     });
     this.done = new Promise<PacedStats>((resolve, reject) => {
       this.#resolve = resolve;
@@ -213,12 +203,9 @@ class PacedSender {
     // offered schedule, and a timer that fires a millisecond late must not move
     // a request across a second boundary.
     sink.sent(intendedMs);
-    // dispatch may call back synchronously (onConnect, or onError for a closed
-    // pool), so the counters above are already up to date when it does.
-    this.#pool.dispatch(
-      { method: request.method, path: request.path, headers: request.headers, body: request.body },
-      new PacedRequest(this, request, intendedMs),
-    );
+    // request() may call back synchronously (onWritten, or onFailure once
+    // closed), so the counters above are already up to date when it does.
+    this.#client.request(request.method, request.path, request.headers, request.body, new PacedRequest(this, request, intendedMs));
   }
 
   /** Called by PacedRequest once, when its answer is complete. */
@@ -232,13 +219,12 @@ class PacedSender {
   }
 
   /** Called by PacedRequest once, when its request failed. */
-  settleError(error: Error): void {
+  settleError(kind: RawFailureKind): void {
     if (this.#state === pacedStates.finished) return;
     const nowMs = this.#options.clock();
     this.#outstanding -= 1;
     this.#stats.failed += 1;
-    const code = (error as { code?: unknown }).code;
-    this.#options.sink.failed(nowMs, timeoutErrorCodes.has(code) ? 'timeout' : 'connection');
+    this.#options.sink.failed(nowMs, kind);
     if (this.#state === pacedStates.draining && this.#outstanding === 0) this.#checkDrained();
   }
 
@@ -286,35 +272,28 @@ class PacedSender {
     assertLoadtest(stats.due === stats.sent + stats.refused, 'every due request was sent or refused');
     assertLoadtest(stats.sent === stats.answered + stats.failed + stats.abandoned, 'every sent request was settled once');
     // destroy() fails the requests still queued or in flight (their callbacks
-    // are ignored now); close() would wait for them.
-    const closing = abandoned > 0 ? this.#pool.destroy() : this.#pool.close();
-    closing.then(() => this.#resolve({ ...stats }), this.#reject);
+    // are ignored now, in state finished).
+    try {
+      this.#client.destroy();
+      this.#resolve({ ...stats });
+    } catch (error) {
+      this.#reject(error);
+    }
   }
 }
 
 /**
- * The dispatch handler of one request: its methods live on the prototype, so a
- * request costs this one object and no closures. undici.dispatch rather than
- * pool.request, because request() adds a promise and a Readable body stream per
- * request: measured on this 2-core machine at 4,000 req/s, transport only
- * (fixed request, no workload or collector), 66 to 68 us of CPU per request
- * with dispatch against 74 to 81 us with request(). undici 7 wraps a handler
- * with these (non-deprecated) callbacks in an adapter that also parses the
- * headers; the deprecated onConnect/onHeaders/... callbacks skip that, but the
- * same measurement showed no difference beyond noise (about 2 us), so the
- * supported API is used.
+ * One request: the client calls back on this object, whose methods live on the
+ * prototype, so a request costs this one object and no closures.
  */
-class PacedRequest implements Dispatcher.DispatchHandler, PacedAnswer {
+class PacedRequest implements RawExchange, PacedAnswer {
   readonly #sender: PacedSender;
   readonly request: LoadRequest;
   readonly intendedMs: number;
   writtenMs: number;
   status = 0;
   bodyBytes = 0;
-  /** The first body chunk; nearly every answer is one chunk. */
-  #chunk: Buffer | null = null;
-  /** Further chunks, when there are any and the body is still within responseBodyCharsMax. */
-  #chunks: Buffer[] | null = null;
+  #body: Buffer | null = null;
 
   constructor(sender: PacedSender, request: LoadRequest, intendedMs: number) {
     this.#sender = sender;
@@ -323,39 +302,22 @@ class PacedRequest implements Dispatcher.DispatchHandler, PacedAnswer {
     this.writtenMs = intendedMs;
   }
 
-  /** Called when the request is written on a connection (again, if it is retried). */
-  onRequestStart(): void {
-    this.writtenMs = this.#sender.now;
+  onWritten(nowMs: number): void {
+    this.writtenMs = nowMs;
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number): void {
-    // 1xx informational answers come before the real one.
-    if (statusCode >= 200) this.status = statusCode;
-  }
-
-  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.bodyBytes += chunk.length;
-    // bodyBytes only grows, so once over the bound nothing is kept again.
-    if (this.bodyBytes > loadtestLimits.responseBodyCharsMax) {
-      this.#chunk = null;
-      this.#chunks = null;
-    } else if (this.#chunk === null) {
-      this.#chunk = chunk;
-    } else {
-      (this.#chunks ??= [this.#chunk]).push(chunk);
-    }
-  }
-
-  onResponseEnd(): void {
+  onAnswer(status: number, body: Buffer | null, bodyBytes: number): void {
+    this.status = status;
+    this.#body = body;
+    this.bodyBytes = bodyBytes;
     this.#sender.settleAnswer(this);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    this.#sender.settleError(error);
+  onFailure(kind: RawFailureKind): void {
+    this.#sender.settleError(kind);
   }
 
   bodyText(): string {
-    if (this.#chunks !== null) return Buffer.concat(this.#chunks).toString('utf8');
-    return this.#chunk === null ? '' : this.#chunk.toString('utf8');
+    return this.#body === null ? '' : this.#body.toString('utf8');
   }
 }
