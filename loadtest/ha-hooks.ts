@@ -23,7 +23,8 @@ type KillCopy = (typeof killUnitCopies)[number];
 type KillSignal = (typeof killUnitSignals)[number];
 
 export const killUnitWaitSwitchMsDefault = 5_000;
-export const killUnitResumeAfterMsDefault = 2_000;
+// Longer than the gateway takes to notice a frozen copy (about 2 s: its health checks time out rather than being refused).
+export const killUnitResumeAfterMsDefault = 3_000;
 /** Time the hook needs beside its waits: the status reads before the signal. */
 const killUnitReadsMs = 1_000;
 /** How often the hook reads GET /admin/ha while it waits for the switch; the gateway checks copies every 100 ms. */
