@@ -4,7 +4,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Version } from '../domain/gray.js';
+import { assertLimits } from '../domain/limits.js';
 import type { TopologyFile, UnitSpec } from '../domain/topology.js';
+import { CopySupervisor } from './copy-supervisor.js';
 
 // Starts a cluster as real processes: one per unit, then the gateway. Used by
 // `npm start`, the tests, the benchmarks and the fault injection. Every process
@@ -34,6 +36,13 @@ export interface ClusterOptions {
   gray?: boolean;
   /** Run every unit as an HA pair: a second copy with its own store (default false). */
   ha?: boolean;
+  /**
+   * Restart an HA unit copy that dies without being asked to (deploy/copy-supervisor.ts);
+   * for npm start. Off by default: tests and fault injection start and stop every copy themselves.
+   */
+  superviseCopies?: boolean;
+  /** Where the launcher's own lines (restarts) go besides the cluster log, e.g. the terminal of npm start. */
+  onLauncherLine?: (line: string) => void;
 }
 
 /** Which copy of an HA unit: "a" is the unit's own place in the topology, "b" its standby entry. */
@@ -57,8 +66,14 @@ export class Cluster {
   readonly standbys = new Map<string, RunningProcess | null>();
   /** Log file descriptor; process output is rare (no per-request logs), so synchronous appends are fine. */
   private log: number | null;
+  private readonly supervisor: CopySupervisor | null;
+  /** Processes this launcher stopped or killed itself: their exit is no failure to supervise. */
+  private readonly expectedExits = new WeakSet<ChildProcess>();
 
   constructor(private readonly options: ClusterOptions) {
+    assertLimits();
+    // The gateway would refuse the topology (domain/topology.ts says why); say it here, where the options are.
+    if (options.gray === true && options.ha === true) throw new Error('a cluster runs gray instances or HA pairs, not both');
     mkdirSync(options.root, { recursive: true });
     const base = options.base ?? (JSON.parse(readFileSync(defaultTopologyPath, 'utf8')) as TopologyFile);
     const count = options.units ?? base.units.length;
@@ -67,19 +82,25 @@ export class Cluster {
       const template = base.units[i - 1];
       const fixed = options.fixedUnitPorts === true && template !== undefined;
       const port = fixed ? template.port : 0;
+      // A template names its standby's port apart (standbyPort) because it also names gray ports, and a running unit has one or the other.
+      const standbyPort = fixed ? template.standbyPort ?? template.standby?.port ?? 0 : 0;
       const unit: UnitSpec = { id: `dsu-${i}`, url: '', port, dataDir: join(options.root, `dsu-${i}`), weight: template?.weight ?? 1 };
       if (options.gray === true) unit.gray = { url: '', port: fixed && template.gray !== undefined ? template.gray.port : 0 };
-      if (options.ha === true) unit.standby = { url: '', port: fixed && template.standby !== undefined ? template.standby.port : 0, dataDir: join(options.root, `dsu-${i}-b`) };
+      if (options.ha === true) unit.standby = { url: '', port: standbyPort, dataDir: join(options.root, `dsu-${i}-b`) };
       units.push(unit);
     }
     this.topology = { ...base, units, gateway: { ...base.gateway, port: options.gatewayPort ?? 0 } };
     this.topologyPath = join(options.root, 'topology.json');
     this.log = options.output === 'inherit' ? null : openSync(join(options.root, 'cluster.log'), 'a');
+    this.supervisor = options.superviseCopies === true && options.ha === true
+      ? new CopySupervisor({ restart: (unitId, copy) => this.startCopy(unitId, copy), log: (line) => this.launcherLine(line) })
+      : null;
   }
 
   /** Starts every unit, then the gateway; on failure stops whatever did start. */
   async start(): Promise<void> {
     this.writeTopology();
+    this.supervisor?.resume();
     try {
       const starts = this.topology.units.map((unit) => this.startUnit(unit.id));
       // Gray instances after the stable ones: the first instance over a new store creates its schema.
@@ -113,6 +134,7 @@ export class Cluster {
     place.url = `http://127.0.0.1:${running.port}`;
     (role === 'stable' ? this.units : this.grayUnits).set(unitId, running);
     this.writeTopology();
+    if (role === 'stable' && spec.standby !== undefined) this.supervise(unitId, 'a', running.child);
   }
 
   /** Starts (or restarts) one copy of an HA unit; it comes up as standby and the gateway decides its role. */
@@ -127,6 +149,7 @@ export class Cluster {
     place.url = `http://127.0.0.1:${running.port}`;
     this.standbys.set(unitId, running);
     this.writeTopology();
+    this.supervise(unitId, 'b', running.child);
   }
 
   /** Sends a signal to one copy of an HA unit (SIGKILL: a crash; SIGSTOP: a freeze) and, unless it freezes, waits for the exit. */
@@ -138,7 +161,7 @@ export class Cluster {
       running.child.kill(signal);
       return;
     }
-    await stopProcess(running.child, signal);
+    await this.stopChild(running.child, signal);
     processes.set(unitId, null);
   }
 
@@ -160,7 +183,7 @@ export class Cluster {
   /** Stops the gateway (SIGTERM: it finishes the requests it holds); startGateway brings it back on its port. */
   async stopGateway(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     if (this.gateway === null) return;
-    await stopProcess(this.gateway.child, signal);
+    await this.stopChild(this.gateway.child, signal);
   }
 
   /** Sends a signal (SIGKILL for a crash) and waits for the process to exit. */
@@ -168,15 +191,17 @@ export class Cluster {
     const processes = role === 'stable' ? this.units : this.grayUnits;
     const running = processes.get(unitId);
     if (running === undefined || running === null) return;
-    await stopProcess(running.child, signal);
+    await this.stopChild(running.child, signal);
     processes.set(unitId, null);
   }
 
   async stop(): Promise<void> {
+    // First, so no copy is restarted while (or after) everything stops.
+    await this.supervisor?.stop();
     const all: ChildProcess[] = [];
     if (this.gateway !== null) all.push(this.gateway.child);
     for (const running of [...this.units.values(), ...this.grayUnits.values(), ...this.standbys.values()]) if (running !== null) all.push(running.child);
-    await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
+    await Promise.all(all.map((child) => this.stopChild(child, 'SIGTERM')));
     this.gateway = null;
     for (const unitId of this.units.keys()) this.units.set(unitId, null);
     for (const unitId of this.grayUnits.keys()) this.grayUnits.set(unitId, null);
@@ -202,6 +227,25 @@ export class Cluster {
       script, args, name, env: this.options.env ?? {}, nodeArgs: this.options.nodeArgs ?? [],
       onOutput: (text) => this.write(name, text),
     });
+  }
+
+  private stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+    this.expectedExits.add(child);
+    return stopProcess(child, signal);
+  }
+
+  /** Hands an unexpected exit of an HA copy to the supervisor, when there is one. */
+  private supervise(unitId: string, copy: Copy, child: ChildProcess): void {
+    const supervisor = this.supervisor;
+    if (supervisor === null) return;
+    child.once('exit', (code, signal) => {
+      if (!this.expectedExits.has(child)) supervisor.exited(unitId, copy, signal ?? `exit code ${code}`);
+    });
+  }
+
+  private launcherLine(line: string): void {
+    this.write('launcher', `${new Date().toISOString()} ${line}\n`);
+    this.options.onLauncherLine?.(line);
   }
 
   private write(name: string, text: string): void {

@@ -1,7 +1,10 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Cluster, repoRoot } from './cluster.js';
+import { demoAdminToken } from '../gateway/admin-auth.js';
+import { limits } from '../domain/limits.js';
+import type { TopologyFile } from '../domain/topology.js';
+import { Cluster, defaultTopologyPath, repoRoot } from './cluster.js';
 import { issueCards, syntheticApplicants } from './bulk-issuance.js';
 
 const help = `Usage: npm start [-- options]
@@ -16,19 +19,30 @@ The gray instances run the release named in the topology's "releases.gray"
 1.00% on classic and 1.00% to 0.50% on platinum). They take no traffic until an
 operator moves some there: npm run gray -- --help.
 
-  --port           gateway port (default 8080, or PORT from the environment)
+With --ha every unit runs as an HA pair instead: a second copy with its own
+store (deploy/data/dsu-N-b, ports 8301-8304, the topology's "standbyPort"); the
+gateway promotes one copy per unit to primary and fails over to the other when
+the primary dies. A copy that dies (kill -9, or the load tester's kill-unit
+hook) is restarted after ${limits.copyRestartDelayMs / 1000} s, at most ${limits.copyRestartsPerWindowMax} times a minute, and rejoins as
+standby. Try it: npm run loadtest -- --scenario unit-kill. --ha starts no gray
+instances: a gray instance would write to one copy's store only, and its
+commits would not reach the other copy.
+
+  --port           gateway port (default PORT from the environment, else the topology's: 8080)
   --data-dir       folder for the stores, logs and card file (default deploy/data)
+  --topology       topology file to start from, e.g. a copy with other ports (default deploy/topology.json)
   --demo-accounts  accounts in the demo portfolio (default 2000)
   --no-demo        load no demo portfolio
   --no-gray        start no gray instances
+  --ha             run every unit as an HA pair (primary and standby copy); implies --no-gray
   --fresh          delete the data folder first
   --help           this text`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      port: { type: 'string' }, 'data-dir': { type: 'string' }, 'demo-accounts': { type: 'string', default: '2000' },
-      'no-demo': { type: 'boolean' }, 'no-gray': { type: 'boolean' }, fresh: { type: 'boolean' }, help: { type: 'boolean' },
+      port: { type: 'string' }, 'data-dir': { type: 'string' }, topology: { type: 'string', default: defaultTopologyPath }, 'demo-accounts': { type: 'string', default: '2000' },
+      'no-demo': { type: 'boolean' }, 'no-gray': { type: 'boolean' }, ha: { type: 'boolean' }, fresh: { type: 'boolean' }, help: { type: 'boolean' },
     },
   });
   if (values.help === true) {
@@ -37,8 +51,16 @@ async function main(): Promise<void> {
   }
   const root = values['data-dir'] ?? join(repoRoot, 'deploy', 'data');
   if (values.fresh === true) rmSync(root, { recursive: true, force: true });
-  const gatewayPort = Number(values.port ?? process.env['PORT'] ?? 8080);
-  const cluster = new Cluster({ root, gatewayPort, fixedUnitPorts: true, gray: values['no-gray'] !== true });
+  const base = JSON.parse(readFileSync(values.topology, 'utf8')) as TopologyFile;
+  const gatewayPort = Number(values.port ?? process.env['PORT'] ?? base.gateway.port);
+  const ha = values.ha === true;
+  // A unit runs a gray instance or a standby, not both (domain/topology.ts): the gray
+  // instance's commits would land in one copy's store and never reach the other.
+  if (ha && values['no-gray'] !== true) process.stdout.write('--ha: starting no gray instances (a unit runs a gray instance or an HA standby, not both)\n');
+  const cluster = new Cluster({
+    root, gatewayPort, fixedUnitPorts: true, base, gray: !ha && values['no-gray'] !== true, ha, superviseCopies: ha,
+    onLauncherLine: (line) => process.stdout.write(`[launcher] ${line}\n`),
+  });
   const stop = (): void => {
     process.stdout.write('\nstopping...\n');
     void cluster.close().then(() => process.exit(0));
@@ -60,14 +82,30 @@ async function main(): Promise<void> {
     });
     process.stdout.write(`demo portfolio: ${summary.issued} cards issued (${summary.declined} applicants declined by score) in ${summary.seconds.toFixed(1)} s -> ${cardsPath}\n`);
   }
-  process.stdout.write(`\ngateway  ${cluster.gatewayUrl}   (POST /v1/authorizations, GET /healthz, GET /metrics, /admin/gray)\n`);
-  for (const unit of cluster.topology.units) {
-    const gray = unit.gray === undefined ? '' : `   gray ${unit.gray.url}`;
-    process.stdout.write(`${unit.id.padEnd(8)} ${unit.url}${gray}   store ${unit.dataDir}\n`);
+  process.stdout.write(`\ngateway  ${cluster.gatewayUrl}   (POST /v1/authorizations, GET /healthz, GET /metrics, /admin/gray${ha ? ', /admin/ha' : ''})\n`);
+  if (ha) await printPairs(cluster);
+  else {
+    for (const unit of cluster.topology.units) {
+      const gray = unit.gray === undefined ? '' : `   gray ${unit.gray.url}`;
+      process.stdout.write(`${unit.id.padEnd(8)} ${unit.url}${gray}   store ${unit.dataDir}\n`);
+    }
   }
   const releases = cluster.topology.releases;
-  if (releases !== undefined) process.stdout.write(`releases stable ${releases.stable}, gray ${releases.gray} (npm run gray -- status)\n`);
+  if (releases !== undefined && !ha && values['no-gray'] !== true) process.stdout.write(`releases stable ${releases.stable}, gray ${releases.gray} (npm run gray -- status)\n`);
   process.stdout.write(`logs     ${join(root, 'cluster.log')}\ncards    ${cardsPath}\nPress Ctrl-C to stop.\n`);
+}
+
+/** Each HA unit's copies with the role the gateway gave them (GET /admin/ha). */
+async function printPairs(cluster: Cluster): Promise<void> {
+  const response = await fetch(`${cluster.gatewayUrl}/admin/ha`, { headers: { authorization: `Bearer ${process.env['ADMIN_TOKEN'] ?? demoAdminToken}` } });
+  const status = (await response.json()) as { units: Array<{ unit: string; primary: string | null }> };
+  for (const unit of cluster.topology.units) {
+    const primary = status.units.find((each) => each.unit === unit.id)?.primary ?? null;
+    const copies = [{ url: unit.url, dataDir: unit.dataDir }, { url: unit.standby?.url ?? '', dataDir: unit.standby?.dataDir ?? '' }];
+    const described = copies.map((copy) => `${copy.url === primary ? 'primary' : 'standby'} ${copy.url}`).join('   ');
+    process.stdout.write(`${unit.id.padEnd(8)} ${described}   stores ${copies.map((copy) => copy.dataDir).join(', ')}\n`);
+  }
+  process.stdout.write('HA       roles: GET /admin/ha; planned switch: POST /admin/ha/switch {"unit"}; failover under load: npm run loadtest -- --scenario unit-kill\n');
 }
 
 main().catch((error: unknown) => {

@@ -63,6 +63,11 @@ export const limits = {
   failoverBufferMsMax: 2_000,
   /** Largest commit delay the fault injection (POST /admin/fault on a unit) may set. */
   injectedCommitDelayMsMax: 2_000,
+  /** The launcher (npm start -- --ha) restarts a unit copy that died this long after its exit. */
+  copyRestartDelayMs: 1_000,
+  /** Most restarts of one copy within copyRestartWindowMs; a copy that keeps dying is left down and said so. */
+  copyRestartsPerWindowMax: 5,
+  copyRestartWindowMs: 60_000,
   /** Supplementary cards per account (card sequence digit 1..9). */
   supplementaryCardsMax: 9,
 } as const;
@@ -74,6 +79,9 @@ export function assertLimits(): void {
   // Sums of many holds must stay exact in a double: 2^53 / amountMinorMax leaves room for ~900 maximal holds.
   assert(limits.amountMinorMax * 900 < Number.MAX_SAFE_INTEGER, 'amountMinorMax leaves headroom for sums');
   assert(limits.unitConnectTimeoutMs < limits.unitRequestTimeoutMs, 'connect timeout < request timeout');
+  // A restarted copy comes back as standby; the gateway should have switched away from it (or marked it failed) first.
+  assert(limits.haPollIntervalMs * limits.haFailuresToSwitch + limits.haPollTimeoutMs < limits.copyRestartDelayMs, 'a copy restarts after the gateway has noticed its death');
+  assert(limits.copyRestartDelayMs * limits.copyRestartsPerWindowMax < limits.copyRestartWindowMs, 'the restart bound can be reached within its window');
 }
 
 export function assert(condition: unknown, message: string): asserts condition {

@@ -29,6 +29,12 @@ export interface UnitSpec {
    * center". Both copies start as standby; the gateway promotes one.
    */
   standby?: { url: string; port: number; dataDir: string };
+  /**
+   * Port for the unit's standby copy when a launcher runs it as an HA pair
+   * (npm start -- --ha writes `standby` from it). Apart from `standby` because
+   * a template also lists gray ports, and a unit runs one or the other.
+   */
+  standbyPort?: number;
 }
 
 /**
@@ -95,6 +101,7 @@ export function makeTopology(file: TopologyFile): Topology {
     assert(!ids.has(unit.id), `unit id "${unit.id}" is unique`);
     ids.add(unit.id);
     assert(Number.isInteger(unit.weight) && unit.weight > 0, `unit ${unit.id} weight is a positive integer`);
+    assert(unit.standbyPort === undefined || (Number.isInteger(unit.standbyPort) && unit.standbyPort > 0 && unit.standbyPort < 65_536), `unit ${unit.id} standbyPort is a TCP port`);
     // Not built yet: a gray instance writes to one copy's store, and its commits would need shipping too.
     assert(unit.gray === undefined || unit.standby === undefined, `unit ${unit.id} has a gray instance or a standby, not both (yet)`);
   }

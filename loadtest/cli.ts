@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { defaultCardsPath, loadCards } from './cards.js';
 import { getHookAction, hookActionNames } from './hooks.js';
 import './gray-hooks.js';
+import './ha-hooks.js';
 import { loadtestLimits } from './limits.js';
 import { formatProgressLine } from './progress.js';
 import { writeReport } from './report.js';
@@ -72,9 +73,12 @@ ${scenarios.map((s) => `  ${s.name.padEnd(12)} ${s.description}`).join('\n') || 
 
 Hook actions registered now:
 ${hooks.join('\n')}
-  Other modules add actions (gray-toggle, batch-start, kill-unit) with
-  registerHookAction(); load them with --register. A scenario naming an
-  action that is not registered is rejected when it is loaded.
+  Other modules add actions with registerHookAction(); load them with
+  --register (batch-start: --register ./dist/batch/loadtest-hooks.js). A
+  scenario naming an action that is not registered is rejected when it is loaded.
+  kill-unit signals a unit process of this machine (process.kill): run the load
+  tester on the cluster's machine; it refuses a gateway or copy URL that is not
+  a loopback address.
 
 Fixed-rate phases report latency corrected for coordinated omission; closed-loop
 phases measure throughput. Exit status: 0 done, 1 run failed, 2 bad arguments, 130 interrupted.

@@ -1,5 +1,5 @@
-import { demoAdminToken } from '../gateway/gray-admin.js';
-import { registerHookAction, type HookContext } from './hooks.js';
+import { adminHeaders } from './admin-request.js';
+import { registerHookAction, unknownArg, type HookContext } from './hooks.js';
 
 // Hook actions for gray release, over the gateway's admin API (/admin/gray):
 //   gray        PUT the rules: args {percent?, whitelist?, channels?, units?, fallback?, reason?}
@@ -14,17 +14,12 @@ const ruleFields = ['percent', 'whitelist', 'channels', 'units', 'fallback', 're
 async function callAdmin(method: 'PUT' | 'POST', path: string, body: Readonly<Record<string, unknown>>, context: HookContext): Promise<string> {
   const response = await fetch(new URL(path, context.gatewayUrl), {
     method, signal: context.signal, body: JSON.stringify(body),
-    headers: { authorization: `Bearer ${process.env['ADMIN_TOKEN'] ?? demoAdminToken}`, 'content-type': 'application/json', 'x-operator': 'loadtest' },
+    headers: { ...adminHeaders(), 'content-type': 'application/json' },
   });
   const text = await response.text();
   if (response.status !== 200) throw new Error(`${method} ${path} -> ${response.status} ${text.slice(0, 300)}`);
   const status = (JSON.parse(text) as { status?: { rules?: { percent?: number } } }).status;
   return `${method} ${path} -> 200, gray ${status?.rules?.percent ?? '?'}%`;
-}
-
-function onlyFields(args: Readonly<Record<string, unknown>>, allowed: readonly string[]): string | null {
-  const unknown = Object.keys(args).find((key) => key !== 'timeoutMs' && !allowed.includes(key));
-  return unknown === undefined ? null : `args.${unknown} is not a field of this action (${allowed.join(', ')})`;
 }
 
 function withoutTimeout(args: Readonly<Record<string, unknown>>): Record<string, unknown> {
@@ -35,7 +30,7 @@ function withoutTimeout(args: Readonly<Record<string, unknown>>): Record<string,
 registerHookAction('gray', {
   description: 'set gray release rules (PUT /admin/gray): args {percent?, whitelist?: {cards, accounts}, channels?, units?, fallback?, reason?}',
   validateArgs: (args) => {
-    const unknown = onlyFields(args, ruleFields);
+    const unknown = unknownArg(args, ruleFields);
     if (unknown !== null) return unknown;
     const percent = args['percent'];
     return percent === undefined || (typeof percent === 'number' && percent >= 0 && percent <= 100) ? null : 'args.percent is 0..100';
@@ -45,12 +40,12 @@ registerHookAction('gray', {
 
 registerHookAction('gray-plan', {
   description: 'start a gray release plan (POST /admin/gray/plans): args {steps: [{percent | whitelistOnly, minSeconds, minRequests, maxSeconds}], gates?, reason?}',
-  validateArgs: (args) => onlyFields(args, ['steps', 'gates', 'reason']) ?? (Array.isArray(args['steps']) ? null : 'args.steps is an array'),
+  validateArgs: (args) => unknownArg(args, ['steps', 'gates', 'reason']) ?? (Array.isArray(args['steps']) ? null : 'args.steps is an array'),
   run: (args, context) => callAdmin('POST', '/admin/gray/plans', withoutTimeout(args), context),
 });
 
 registerHookAction('gray-abort', {
   description: 'abort gray release: the percentage goes to 0 at once (POST /admin/gray/abort): args {reason?}',
-  validateArgs: (args) => onlyFields(args, ['reason']),
+  validateArgs: (args) => unknownArg(args, ['reason']),
   run: (args, context) => callAdmin('POST', '/admin/gray/abort', withoutTimeout(args), context),
 });

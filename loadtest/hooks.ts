@@ -4,9 +4,11 @@ import type { HookRecord } from './run-result.js';
 // Scenario hooks: actions run at a given second of a run (toggle a gray
 // release, start a batch, kill a unit, call an admin endpoint). Actions live
 // in a registry so other modules can add theirs without this folder knowing
-// them: `registerHookAction('kill-unit', {...})`. A scenario is checked
+// them: `registerHookAction('batch-start', {...})`. A scenario is checked
 // against the registry when it is loaded, so an action must be registered
-// before `loadScenario` is called; `http` and `log` are registered here.
+// before `loadScenario` is called; `http` and `log` are registered here, the
+// gray actions in gray-hooks.ts and kill-unit in ha-hooks.ts (both imported by
+// the CLI and index.ts, so they are there by default).
 
 export interface HookContext {
   /** Base URL of the gateway under test, e.g. http://127.0.0.1:8080. */
@@ -60,6 +62,17 @@ export function hookActionNames(): string[] {
 
 export const hookTimeoutMsDefault = 10_000;
 
+/** For validateArgs: the first field of `args` that the action does not define, as a message, or null. `timeoutMs` belongs to every action. */
+export function unknownArg(args: Readonly<Record<string, unknown>>, allowed: readonly string[]): string | null {
+  const unknown = Object.keys(args).find((key) => key !== 'timeoutMs' && !allowed.includes(key));
+  return unknown === undefined ? null : `args.${unknown} is not a field of this action (${allowed.join(', ')})`;
+}
+
+/** The time a hook may run: its args.timeoutMs, or the default, never more than hookTimeoutMsMax. */
+export function hookTimeoutMs(args: Readonly<Record<string, unknown>>): number {
+  return Math.min(numberArg(args, 'timeoutMs') ?? hookTimeoutMsDefault, loadtestLimits.hookTimeoutMsMax);
+}
+
 /** Runs one hook with a bounded time; never throws, the outcome is in the record. */
 export async function runHook(hook: ScenarioHook, gatewayUrl: string, log: (line: string) => void, outer?: AbortSignal): Promise<HookRecord> {
   const started = performance.now();
@@ -69,7 +82,7 @@ export async function runHook(hook: ScenarioHook, gatewayUrl: string, log: (line
   });
   const definition = registry.get(hook.action);
   if (definition === undefined) return record(false, `hook action "${hook.action}" is not registered`);
-  const timeoutMs = Math.min(numberArg(hook.args, 'timeoutMs') ?? hookTimeoutMsDefault, loadtestLimits.hookTimeoutMsMax);
+  const timeoutMs = hookTimeoutMs(hook.args);
   const signals = [AbortSignal.timeout(timeoutMs), ...(outer === undefined ? [] : [outer])];
   const signal = AbortSignal.any(signals);
   try {

@@ -18,6 +18,7 @@ export type { Scenario, ScenarioPhase, SaturationRule } from './scenario.js';
 export { applyScenarioOverrides } from './scenario-overrides.js';
 export type { ScenarioOverrides } from './scenario-overrides.js';
 import './gray-hooks.js';
+import './ha-hooks.js';
 export { registerHookAction, unregisterHookAction, getHookAction, hookActionNames, runHook } from './hooks.js';
 export type { HookActionDefinition, HookContext, HookRun, ScenarioHook } from './hooks.js';
 export { renderReportHtml, writeReport, readRunResult } from './report.js';

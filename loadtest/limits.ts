@@ -41,6 +41,10 @@ export const loadtestLimits = {
   latencyMicrosMax: 3_600_000_000,
   /** A hook that runs longer is abandoned and recorded as failed. */
   hookTimeoutMsMax: 60_000,
+  /** Longest the kill-unit hook waits for the gateway to switch the unit to its standby. */
+  killUnitWaitSwitchMsMax: 30_000,
+  /** Longest the kill-unit hook keeps a copy frozen (SIGSTOP) before it sends SIGCONT. */
+  killUnitResumeAfterMsMax: 30_000,
   /** Response bodies longer than this are not parsed (they are not ours). */
   responseBodyCharsMax: 64 * 1024,
 } as const;
@@ -53,3 +57,5 @@ assertLoadtest(loadtestLimits.phaseSecondsMax <= loadtestLimits.scenarioSecondsM
 assertLoadtest(loadtestLimits.hotAccountsMax < loadtestLimits.cardsMax, 'the hot set is a subset of the cards');
 assertLoadtest(loadtestLimits.connectionsMax <= loadtestLimits.outstandingRequestsMax, 'the backlog bound can keep every connection busy');
 assertLoadtest(loadtestLimits.retryWindowMax <= loadtestLimits.approvalsRememberedMax, 'retry window is the smaller memory');
+// The kill-unit hook waits for the switch while the copy is frozen, so the longer of the two must fit in a hook.
+assertLoadtest(Math.max(loadtestLimits.killUnitWaitSwitchMsMax, loadtestLimits.killUnitResumeAfterMsMax) < loadtestLimits.hookTimeoutMsMax, 'a kill-unit hook fits in the hook timeout');

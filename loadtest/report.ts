@@ -31,8 +31,11 @@ function labelsOf(buckets: readonly SecondBucket[], pick: (bucket: SecondBucket)
   return [...labels].sort();
 }
 
+/** One marker per hook: its label on the chart, its detail (what the hook did or why it failed) as the tooltip, a link to its row. */
 function markersOf(result: RunResult): ChartMarker[] {
-  return result.hooks.map((hook) => ({ x: hook.atSecond, label: `${hook.action}${hook.ok ? '' : ' (failed)'} @${hook.atSecond}s` }));
+  return result.hooks.map((hook, index) => ({
+    x: hook.atSecond, label: `${hook.action}${hook.ok ? '' : ' (failed)'} @${hook.atSecond}s`, detail: hook.detail, href: `#hook-${index}`,
+  }));
 }
 
 function timeCharts(result: RunResult, buckets: readonly SecondBucket[]): string[] {
@@ -86,9 +89,13 @@ function section(id: string, title: string, body: string): string {
   return `<section id="section-${escapeHtml(id)}"><h2>${escapeHtml(title)}</h2>${body}</section>`;
 }
 
-function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
+/** `rowIds` gives rows an id, so a chart marker can link to its row. */
+function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>, rowIds: readonly string[] = []): string {
   const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join('');
-  const body = rows.map((row) => `<tr>${row.map((c) => `<td>${escapeHtml(String(c))}</td>`).join('')}</tr>`).join('');
+  const body = rows.map((row, index) => {
+    const id = rowIds[index];
+    return `<tr${id === undefined ? '' : ` id="${escapeHtml(id)}"`}>${row.map((c) => `<td>${escapeHtml(String(c))}</td>`).join('')}</tr>`;
+  }).join('');
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
@@ -121,7 +128,7 @@ export function formatCounts(counts: Record<string, number>): string {
 const css = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 16px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
 figure.chart{margin:12px 0}figcaption{font-weight:600}.legend{font-size:12px}.legend-item{margin-right:12px}
-.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}`;
+.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}#section-hooks td:last-child{text-align:left}tr:target{background:#ffd}`;
 
 /** The whole report as one HTML string; a pure function of the result. */
 export function renderReportHtml(result: RunResult): string {
@@ -130,7 +137,7 @@ export function renderReportHtml(result: RunResult): string {
     result.phases.map((p) => [p.name, p.mode, p.connections, p.rate ?? '-', p.durationSeconds, p.totals.completed, p.totals.throughputMedian,
       p.totals.latencyMs.p99, p.totals.errors.connection + p.totals.errors.timeout + p.totals.errors.non2xx]));
   const hooks = table(['second', 'action', 'ok', 'ms', 'detail'],
-    result.hooks.map((h) => [h.atSecond, h.action, h.ok ? 'yes' : 'no', h.durationMs, h.detail]));
+    result.hooks.map((h) => [h.atSecond, h.action, h.ok ? 'yes' : 'no', h.durationMs, h.detail]), result.hooks.map((_, index) => `hook-${index}`));
   const kinds = breakdownTable(result.totals.byKind);
   return `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Load test ${escapeHtml(result.scenario)}</title><style>${css}</style></head><body>` +
     `<h1>Load test: ${escapeHtml(result.scenario)}</h1><p>${escapeHtml(result.description)}</p>` +

@@ -98,7 +98,7 @@ function parseHook(value: unknown, where: string, totalSeconds: number): Scenari
   const definition = getHookAction(action);
   if (definition === undefined) {
     fail(`${where}.action`, `"${action}" is not a registered hook action (registered: ${hookActionNames().join(', ')}); ` +
-      'actions such as gray-toggle, batch-start and kill-unit must be registered with registerHookAction() before the scenario is loaded');
+      'actions of other modules (such as batch-start) must be registered with registerHookAction() before the scenario is loaded (--register)');
   }
   const args = hook['args'] === undefined ? {} : objectAt(hook['args'], `${where}.args`);
   const problem = definition.validateArgs?.(args) ?? null;

@@ -9,7 +9,12 @@ export interface ChartSeries {
 
 export interface ChartMarker {
   x: number;
+  /** Drawn beside the line: short, it shares the chart's top edge with the other markers. */
   label: string;
+  /** Longer text (a hook's outcome), shown as the marker's tooltip. */
+  detail?: string;
+  /** Where a click on the marker leads, e.g. "#hook-0" (the hook's row in the report). */
+  href?: string;
 }
 
 export interface LineChartOptions {
@@ -102,6 +107,16 @@ function seriesPath(xs: readonly number[], values: ReadonlyArray<number | null>,
   return path.trim();
 }
 
+/** A dashed vertical line with its label; the tooltip holds the detail, a link (inline SVG supports <a>) leads to more. */
+function markerSvg(marker: ChartMarker, plot: Plot): string {
+  const px = plot.x(marker.x);
+  const tooltip = marker.detail === undefined ? marker.label : `${marker.label}: ${marker.detail}`;
+  const body = `<line x1="${px}" x2="${px}" y1="${plot.top}" y2="${plot.bottom}" stroke="#000" stroke-dasharray="4 3"/>` +
+    `<text x="${px + 3}" y="${plot.top + 10}" font-size="10">${escapeHtml(marker.label)}</text><title>${escapeHtml(tooltip)}</title>`;
+  const linked = marker.href === undefined ? body : `<a href="${escapeHtml(marker.href)}">${body}</a>`;
+  return `<g class="hook-marker">${linked}</g>`;
+}
+
 export function lineChart(options: LineChartOptions): string {
   const width = options.width ?? 920;
   const height = options.height ?? 260;
@@ -114,11 +129,7 @@ export function lineChart(options: LineChartOptions): string {
     const d = seriesPath(options.xs, series.values, plot);
     if (d !== '') parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5"><title>${escapeHtml(series.label)}</title></path>`);
   });
-  for (const marker of options.markers) {
-    const px = plot.x(marker.x);
-    parts.push(`<g class="hook-marker"><line x1="${px}" x2="${px}" y1="${plot.top}" y2="${plot.bottom}" stroke="#000" stroke-dasharray="4 3"/>` +
-      `<text x="${px + 3}" y="${plot.top + 10}" font-size="10">${escapeHtml(marker.label)}</text><title>${escapeHtml(marker.label)}</title></g>`);
-  }
+  for (const marker of options.markers) parts.push(markerSvg(marker, plot));
   const legend = options.series.map((series, index) =>
     `<span class="legend-item"><span class="swatch" style="background:${palette[index % palette.length]!}"></span>${escapeHtml(series.label)}</span>`).join(' ');
   return `<figure class="chart" id="${escapeHtml(options.id)}"><figcaption>${escapeHtml(options.title)} <small>(${escapeHtml(options.yLabel)})</small></figcaption>` +

@@ -137,7 +137,11 @@ describe('report', () => {
       expect(figure.match(/class="hook-marker"/g)).toHaveLength(2);
       expect(figure).toContain('log @2s');
       expect(figure).toContain('http (failed) @4s');
+      // The hook's outcome is the marker's tooltip, and the marker links to the hook's row.
+      expect(figure).toContain('<title>http (failed) @4s: POST -&gt; 500</title>');
+      expect(figure).toContain('<a href="#hook-1">');
     }
+    expect(html).toContain('<tr id="hook-1"><td>4</td><td>http</td><td>no</td><td>3</td><td>POST -&gt; 500</td></tr>');
     for (const section of ['summary', 'throughput', 'latency', 'errors', 'unit', 'channel', 'version', 'hooks']) {
       expect(html).toContain(`id="section-${section}"`);
     }

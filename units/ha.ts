@@ -10,6 +10,7 @@ import type { Logger } from '../domain/log.js';
 import { applyChanges, type Change, type ChangeRecorder } from './change-log.js';
 import type { CommitReplication } from './group-commit.js';
 import { Replicator, type ReplicationState } from './replication.js';
+import { withLockWait } from './store.js';
 
 // A unit's place in its HA pair, and the /ha/* endpoints the gateway and the
 // other copy call. Roles:
@@ -61,6 +62,31 @@ export class UnitHa implements CommitReplication {
   ) {
     this.role = enabled ? 'standby' : 'solo';
     onState(this.role, null);
+  }
+
+  /**
+   * Called once the store is open at start-up. A solo unit's commits take no
+   * commit sequence, so a store written solo (npm start without --ha) would
+   * look, to the gateway and to a replicating primary, like a copy that never
+   * took a write: its new standby would count as in sync while lacking every
+   * account. So a solo unit marks its store (meta soloWrites), and an HA copy
+   * that opens a marked store counts the solo writes as one commit and clears
+   * the mark: the gateway then promotes this copy over an emptier one, and the
+   * standby, whose sequence is below this copy's first, gets a snapshot.
+   */
+  reconcileSoloWrites(): void {
+    const writer = this.store.writer();
+    if (this.role === 'solo') {
+      withLockWait(writer, () => this.statements().setMeta.run('soloWrites', '1'));
+      return;
+    }
+    const marked = writer.prepare("SELECT 1 FROM meta WHERE key = 'soloWrites'").pluck().get() === 1;
+    if (!marked) return;
+    const seq = withLockWait(writer, () => writer.transaction(() => {
+      writer.prepare("DELETE FROM meta WHERE key = 'soloWrites'").run();
+      return this.nextCommitSeq();
+    }).immediate());
+    this.log.warn('store was written outside an HA pair: counted as one commit, so the standby gets a snapshot', { unit: this.unitId, commitSeq: seq });
   }
 
   /** Whether the gateway's writes are taken now. */

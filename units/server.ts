@@ -77,6 +77,7 @@ export class UnitServer {
       },
     }, options.log, prepareWriteStatements, (role, replication) => this.metrics.onHaState(role, replication));
     this.openStore();
+    this.ha.reconcileSoloWrites();
     this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
     this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
     this.sweepTimer.unref();
