@@ -40,8 +40,10 @@ Options:
 
 Per scenario: approved (answered approvals), lost (must be 0), duplicates (must
 be 0), failed (requests whose last answer was not a decision, after up to 5
-retries), switchMs (the unit's switch, null when it did not switch), overLimit,
-diverged (units whose copies differ), standIn (stand-in approvals).`;
+retries), switchMs (the unit's switch, null when it did not switch), overLimit
+(accounts whose holds plus posted balance exceed the limit, must be 0), diverged
+(units whose copies differ, must be empty), standIn (stand-in approvals).
+Exit status 1 when any "must" above fails.`;
 
 interface Scenario {
   name: string;
@@ -269,7 +271,7 @@ async function main(): Promise<void> {
   writeFileSync(join(out, `chaos-${stamp}.html`), html(results, startedAt));
   if (values.json === true) process.stdout.write(JSON.stringify(report) + '\n');
   else process.stdout.write(`${table(results)}\nreport: ${join(out, `chaos-${stamp}.html`)}\n`);
-  if (results.some((result) => result.lost > 0 || result.duplicates > 0 || result.diverged.length > 0)) process.exitCode = 1;
+  if (results.some((result) => result.lost > 0 || result.duplicates > 0 || result.overLimit > 0 || result.diverged.length > 0)) process.exitCode = 1;
 }
 
 main().catch((error: unknown) => {

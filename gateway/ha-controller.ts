@@ -187,6 +187,10 @@ export class HaController {
         // The epoch tells a primary which epoch this gateway routes to; only then does
         // the poll count as the gateway having read its status (units/replication.ts).
         path: `/ha/status?epoch=${pair.epoch}`, method: 'GET', headersTimeout: limits.haPollTimeoutMs, bodyTimeout: limits.haPollTimeoutMs,
+        // undici checks its own timeouts on a coarse timer (about a second), so a
+        // frozen copy held each poll for ~1 s and a switch took ~2 s; the signal
+        // ends the poll on time.
+        signal: AbortSignal.timeout(limits.haPollTimeoutMs),
       });
       const body = (await answer.body.json()) as CopyStatus;
       if (answer.statusCode === 200) status = body;
