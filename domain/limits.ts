@@ -12,6 +12,13 @@ export const limits = {
   batchOpsMax: 1024,
   /** Upstream batches in flight per unit; later requests wait and form the next batch. */
   batchesInflightPerUnitMax: 1,
+  /**
+   * How long an operation that finds its unit idle waits for company before its
+   * batch goes out. Without it, evenly spaced traffic below saturation went out
+   * in batches of 1-2 operations, and each batch costs the unit a commit whose
+   * fsync is dear on this machine's virtual disk (see BENCHMARKS.md).
+   */
+  batchLingerMs: Number(process.env['DSU_BATCH_LINGER_MS'] ?? 0),
   /** Operations a unit applies in one SQLite transaction (group commit). */
   groupCommitSizeMax: 4096,
   /** Requests in flight per channel at the gateway before it sheds with 429. */
@@ -29,8 +36,8 @@ export const limits = {
   unitConnectTimeoutMs: 1_000,
   /** After a unit failed, the gateway answers its requests with a fast 91 for this long before probing again. */
   unitDownBackoffMs: 250,
-  /** Keep-alive connections per unit pool. */
-  unitPoolConnectionsMax: 8,
+  /** Keep-alive HTTP connections per unit for reads (balance inquiries, health checks); writes go on the unit wire. */
+  unitReadConnectionsMax: 2,
   /** Account ids tried when a freshly drawn one already exists. */
   accountIdAttemptsMax: 5,
   /** Accounts opened per bulk-issuance request. */

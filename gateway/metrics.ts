@@ -35,9 +35,9 @@ export class GatewayMetrics implements UnitClientStats {
         for (const client of clients()) this.labels(client.unitId, client.instance).set(pick(client));
       } });
     };
-    poolGauge('dsu_gateway_unit_pool_connected', 'Open write-pool connections to the unit.', (c) => c.writePool.stats.connected);
-    poolGauge('dsu_gateway_unit_pool_running', 'Upstream requests running on the unit write pool.', (c) => c.writePool.stats.running);
-    poolGauge('dsu_gateway_unit_pool_pending', 'Upstream requests waiting for a write-pool connection.', (c) => c.writePool.stats.pending);
+    poolGauge('dsu_gateway_unit_wire_connected', 'Whether the wire to the unit instance is open (1) or not (0).', (c) => (c.wire.connected ? 1 : 0));
+    poolGauge('dsu_gateway_unit_wire_batches_inflight', 'Batches written to the unit instance and not answered yet.', (c) => c.wire.inflight);
+    poolGauge('dsu_gateway_unit_read_pool_connected', 'Open HTTP connections to the unit instance for reads.', (c) => c.readPool.stats.connected);
     poolGauge('dsu_gateway_unit_queued_operations', 'Operations waiting to join the next batch to the unit.', (c) => c.queuedOps);
     poolGauge('dsu_gateway_unit_up', '1 when the unit answers, 0 while the gateway fails its requests fast.', (c) => (c.isDown ? 0 : 1));
   }

@@ -2,9 +2,10 @@ import { Pool } from 'undici';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import { decodeResultLine, type ResultLine, type UnitOp } from '../domain/protocol.js';
+import { UnitWire, type WireAnswer } from './unit-wire.js';
 
 // The gateway's connection to one unit. Operations for the unit queue here and go
-// out as one batch per upstream request (see domain/protocol.ts). At most
+// out as one batch per frame on the unit wire (domain/protocol.ts, domain/wire.ts). At most
 // batchesInflightPerUnitMax batches are in flight: while they are, new operations
 // wait and form the next, larger batch. At low load a request goes out alone on
 // the next event-loop turn, so batching adds no latency when there is no queue.
@@ -19,8 +20,9 @@ export interface UnitClientStats {
 }
 
 export class UnitClient {
-  readonly writePool: Pool;
-  /** Balance inquiries and health checks use their own connections, never queued behind batches. */
+  /** Batches of writes: one upgraded connection (domain/wire.ts). */
+  readonly wire: UnitWire;
+  /** Balance inquiries and health checks use HTTP on their own connections, never queued behind batches. */
   readonly readPool: Pool;
   private queueLines: string[] = [];
   private queueCallbacks: OpCallback[] = [];
@@ -36,16 +38,15 @@ export class UnitClient {
     private readonly stats: UnitClientStats,
     private readonly log: Logger,
   ) {
-    const options = {
-      connections: limits.unitPoolConnectionsMax,
+    this.wire = new UnitWire({ url, connectTimeoutMs: limits.unitConnectTimeoutMs, answerTimeoutMs: limits.unitRequestTimeoutMs });
+    this.readPool = new Pool(url, {
+      connections: limits.unitReadConnectionsMax,
       pipelining: 1,
       keepAliveTimeout: 30_000,
       connect: { timeout: limits.unitConnectTimeoutMs },
       headersTimeout: limits.unitRequestTimeoutMs,
       bodyTimeout: limits.unitRequestTimeoutMs,
-    };
-    this.writePool = new Pool(url, options);
-    this.readPool = new Pool(url, { ...options, connections: 2 });
+    });
   }
 
   get isDown(): boolean {
@@ -68,47 +69,50 @@ export class UnitClient {
     }
     this.queueLines.push(JSON.stringify(op));
     this.queueCallbacks.push(callback);
-    this.schedule();
+    this.schedule(true);
   }
 
-  private schedule(): void {
+  /**
+   * An operation that arrives with nothing in flight lingers (batchLingerMs) so
+   * that the operations right behind it share its commit; operations that queued
+   * behind a batch in flight have waited already and go out at once.
+   */
+  private schedule(lingerAllowed: boolean): void {
     if (this.scheduled || this.inflightBatches >= limits.batchesInflightPerUnitMax) return;
     this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.flush();
-    });
+    if (lingerAllowed && limits.batchLingerMs > 0) setTimeout(this.flushScheduled, limits.batchLingerMs);
+    else setImmediate(this.flushScheduled);
   }
+
+  private readonly flushScheduled = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
 
   private flush(): void {
     while (this.queueLines.length > 0 && this.inflightBatches < limits.batchesInflightPerUnitMax) {
       const lines = this.queueLines.splice(0, limits.batchOpsMax);
       const callbacks = this.queueCallbacks.splice(0, limits.batchOpsMax);
       this.inflightBatches++;
-      void this.send(lines, callbacks).finally(() => {
+      const started = process.hrtime.bigint();
+      this.wire.send(lines.join('\n'), (answer) => {
         this.inflightBatches--;
-        if (this.queueLines.length > 0) this.schedule();
+        this.settle(answer, lines.length, callbacks, started);
+        if (this.queueLines.length > 0) this.schedule(false);
       });
     }
   }
 
-  private async send(lines: string[], callbacks: OpCallback[]): Promise<void> {
-    const started = process.hrtime.bigint();
+  private settle(answer: WireAnswer, opsCount: number, callbacks: OpCallback[], started: bigint): void {
     let results: ResultLine[] | null = null;
-    try {
-      const response = await this.writePool.request({
-        path: '/v1/batch', method: 'POST', body: lines.join('\n'),
-        headers: { 'content-type': 'application/x-ndjson' },
-      });
-      const text = await response.body.text();
-      if (response.statusCode !== 200) throw new Error(`unit answered ${response.statusCode}: ${text.slice(0, 200)}`);
-      const answerLines = text.split('\n');
-      assert(answerLines.length === lines.length, 'a unit answers every operation of a batch');
+    if (answer.ok) {
+      const answerLines = answer.text.split('\n');
+      assert(answerLines.length === opsCount, 'a unit answers every operation of a batch');
       results = answerLines.map(decodeResultLine);
-    } catch (error) {
-      this.markDown(error);
+    } else {
+      this.markDown(answer.reason);
     }
-    this.stats.onBatch(this.unitId, this.instance, lines.length, Number(process.hrtime.bigint() - started) / 1e9, results !== null);
+    this.stats.onBatch(this.unitId, this.instance, opsCount, Number(process.hrtime.bigint() - started) / 1e9, results !== null);
     for (let i = 0; i < callbacks.length; i++) (callbacks[i] as OpCallback)(results === null ? null : (results[i] as ResultLine));
   }
 
@@ -123,6 +127,7 @@ export class UnitClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.writePool.close(), this.readPool.close()]);
+    this.wire.close();
+    await this.readPool.close();
   }
 }

@@ -30,7 +30,7 @@ describe('operations', () => {
     const onItsUnit = accounts.filter((each) => each.unit === account.unit).length;
     const gateway = await call(cluster.gatewayUrl, 'GET', '/metrics');
     expect(gateway.status).toBe(200);
-    for (const name of ['dsu_gateway_authorizations_total', 'dsu_gateway_request_duration_seconds_bucket', 'dsu_gateway_inflight_requests', 'dsu_gateway_unit_batch_operations_bucket', 'dsu_gateway_unit_pool_connected', 'dsu_gateway_unit_up']) {
+    for (const name of ['dsu_gateway_authorizations_total', 'dsu_gateway_request_duration_seconds_bucket', 'dsu_gateway_inflight_requests', 'dsu_gateway_unit_batch_operations_bucket', 'dsu_gateway_unit_wire_connected', 'dsu_gateway_unit_up']) {
       expect(String(gateway.body), name).toContain(name);
     }
     expect(String(gateway.body)).toMatch(new RegExp(`dsu_gateway_authorizations_total\\{channel="pos",unit="${account.unit}",version="stable",decision="approved",code="00"\\} ${onItsUnit}`));

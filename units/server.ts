@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { openToBuyMinor } from '../domain/authorize-rules.js';
 import type { CardKeys } from '../domain/card-protect.js';
 import { OffsetClock } from '../domain/clock.js';
-import { ApiError } from '../domain/errors.js';
+import { ApiError, errorCodes, type ApiErrorBody } from '../domain/errors.js';
 import { readBody, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
@@ -14,6 +14,8 @@ import { UnitEngine } from './engine.js';
 import { GroupCommitter } from './group-commit.js';
 import { UnitMetrics } from './metrics.js';
 import { decodeOps } from './op-decode.js';
+import { attachWire, type WireEndpoint } from './wire-server.js';
+import { frameKinds, type FrameKind } from '../domain/wire.js';
 import { openUnitDatabases, withLockWait, type UnitDatabases } from './store.js';
 import { swapStoreFile, UnitHa } from './ha.js';
 import { prepareWriteStatements } from './statements.js';
@@ -47,6 +49,7 @@ export class UnitServer {
   readonly metrics: UnitMetrics;
   readonly clock: OffsetClock;
   private readonly server: Server;
+  private readonly wire: WireEndpoint;
   private readonly sweepTimer: NodeJS.Timeout;
   private lastSweepMs = 0;
   private readonly feedWaiters = new Map<number, (text: string, error?: string) => void>();
@@ -79,6 +82,7 @@ export class UnitServer {
     this.openStore();
     this.ha.reconcileSoloWrites();
     this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
+    this.wire = attachWire(this.server, (text, answer) => this.applyBatch(text, answer), options.log, options.unitId);
     this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
     this.sweepTimer.unref();
   }
@@ -131,10 +135,14 @@ export class UnitServer {
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);
     this.ha.close();
+    // New batches are refused from here on; the ones accepted are committed and
+    // answered, then the wire connections (no longer the HTTP server's) are closed.
+    this.wire.refuseBatches();
     this.server.closeIdleConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    // Wait for the commits of requests already accepted, then close the files.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     while (this.committer.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
+    this.wire.destroyAll();
+    await closed;
     await this.stopFeedWorker();
     this.databases.reader.close();
     this.databases.writer.close();
@@ -164,10 +172,6 @@ export class UnitServer {
   private route(request: IncomingMessage, response: ServerResponse): void {
     const url = request.url ?? '/';
     if (request.method === 'POST' && url === '/v1/batch') {
-      if (!this.ha.acceptsWrites) {
-        request.resume();
-        return sendError(response, new ApiError('NOT_PRIMARY', `this copy of ${this.options.unitId} is ${this.ha.role}`, null));
-      }
       void this.batch(request, response);
     } else if (url.startsWith('/ha/')) {
       void this.ha.handle(request, response, url.split('?')[0] ?? url);
@@ -195,19 +199,25 @@ export class UnitServer {
     }
   }
 
+  /** POST /v1/batch: the HTTP form of the batch, for clients other than the gateway (batch accounting, tools). */
   private async batch(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const read = await readBody(request, batchBodyBytesMax);
     if (!read.ok) return sendError(response, read.error);
-    const decoded = decodeOps(read.body.toString('utf8'));
-    if (decoded instanceof ApiError) return sendError(response, decoded);
-    this.committer.submit({
-      ops: decoded,
-      done: (lines) => {
-        const text = lines.join('\n');
-        response.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(text) });
-        response.end(text);
-      },
+    this.applyBatch(read.body.toString('utf8'), (kind, payload) => {
+      if (kind === frameKinds.error) return sendJsonText(response, errorStatus(payload), payload);
+      response.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(payload) });
+      response.end(payload);
     });
+  }
+
+  /** One batch, from the wire or from HTTP: refused whole (nothing written) or committed, then answered. */
+  private applyBatch(text: string, answer: (kind: FrameKind, payload: string) => void): void {
+    if (!this.ha.acceptsWrites) {
+      return answer(frameKinds.error, errorJson(new ApiError('NOT_PRIMARY', `this copy of ${this.options.unitId} is ${this.ha.role}`, null)));
+    }
+    const decoded = decodeOps(text);
+    if (decoded instanceof ApiError) return answer(frameKinds.error, errorJson(decoded));
+    this.committer.submit({ ops: decoded, done: (lines) => answer(frameKinds.results, lines.join('\n')) });
   }
 
   private account(accountId: string, response: ServerResponse): void {
@@ -315,4 +325,13 @@ async function readIntegerField(request: IncomingMessage, field: string, min: nu
   }
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) return new ApiError('INVALID_FIELD', meaning, field);
   return value;
+}
+
+function errorJson(error: ApiError): string {
+  return JSON.stringify(error.body());
+}
+
+/** The HTTP status of a refused batch, from the error code inside it. */
+function errorStatus(payload: string): number {
+  return errorCodes[(JSON.parse(payload) as ApiErrorBody).error.code].status;
 }
