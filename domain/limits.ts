@@ -12,13 +12,6 @@ export const limits = {
   batchOpsMax: 1024,
   /** Upstream batches in flight per unit; later requests wait and form the next batch. */
   batchesInflightPerUnitMax: 1,
-  /**
-   * How long an operation that finds its unit idle waits for company before its
-   * batch goes out. Without it, evenly spaced traffic below saturation went out
-   * in batches of 1-2 operations, and each batch costs the unit a commit whose
-   * fsync is dear on this machine's virtual disk (see BENCHMARKS.md).
-   */
-  batchLingerMs: Number(process.env['DSU_BATCH_LINGER_MS'] ?? 0),
   /** Operations a unit applies in one SQLite transaction (group commit). */
   groupCommitSizeMax: 4096,
   /** Requests in flight per channel at the gateway before it sheds with 429. */

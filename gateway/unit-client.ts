@@ -69,19 +69,13 @@ export class UnitClient {
     }
     this.queueLines.push(JSON.stringify(op));
     this.queueCallbacks.push(callback);
-    this.schedule(true);
+    this.schedule();
   }
 
-  /**
-   * An operation that arrives with nothing in flight lingers (batchLingerMs) so
-   * that the operations right behind it share its commit; operations that queued
-   * behind a batch in flight have waited already and go out at once.
-   */
-  private schedule(lingerAllowed: boolean): void {
+  private schedule(): void {
     if (this.scheduled || this.inflightBatches >= limits.batchesInflightPerUnitMax) return;
     this.scheduled = true;
-    if (lingerAllowed && limits.batchLingerMs > 0) setTimeout(this.flushScheduled, limits.batchLingerMs);
-    else setImmediate(this.flushScheduled);
+    setImmediate(this.flushScheduled);
   }
 
   private readonly flushScheduled = (): void => {
@@ -98,7 +92,7 @@ export class UnitClient {
       this.wire.send(lines.join('\n'), (answer) => {
         this.inflightBatches--;
         this.settle(answer, lines.length, callbacks, started);
-        if (this.queueLines.length > 0) this.schedule(false);
+        if (this.queueLines.length > 0) this.schedule();
       });
     }
   }
