@@ -78,6 +78,8 @@ async function run(options: Options): Promise<Record<string, unknown>> {
       accounts: loaded.issuance.issued, durable: true, issuanceCardsPerSecond: Math.round(loaded.issuance.cardsPerSecond),
       connections: options.connections, durationSeconds: options.durationSeconds, rounds,
       authErrors: authRounds.reduce((sum, m) => sum + m.errors + m.non2xx, 0) + latency.measured.errors + latency.measured.non2xx,
+      // What an error of the latency run was, so that one in a hundred thousand can be traced.
+      p99RunErrors: { ...latency.phase.totals.errors, status: latency.phase.totals.status },
       machine: machine(),
     };
   } finally {
