@@ -215,6 +215,33 @@ describe('workload follow-ups and retries', () => {
     expect(followUps / 30_000).toBeGreaterThan(0.2);
   });
 
+  it('sends no follow-up of an authorization while an increment of it is unanswered', () => {
+    const model = createWorkload({ cards, seed: 12, config: { reversalShare: 0.2, incrementShare: 0.2 } });
+    // Approve some authorizations, then hold every increment's answer back for a while.
+    for (let i = 0; i < 2_000; i += 1) approveAll(model, model.next());
+    const unanswered = new Map<string, LoadRequest>();
+    const problems: string[] = [];
+    let increments = 0;
+    for (let i = 0; i < 20_000; i += 1) {
+      const request = model.next();
+      const id = request.authorizationId;
+      if (id !== null && unanswered.has(id)) problems.push(`${request.seq} ${request.kind} of ${id} while its increment is in flight`);
+      if (request.kind === 'increment') {
+        increments += 1;
+        unanswered.set(id as string, request);
+      } else {
+        approveAll(model, request);
+      }
+      if (unanswered.size >= 50) {
+        // Answer the increments: their approvals come back and may be followed up again.
+        for (const increment of unanswered.values()) model.observe(increment, 200, { responseCode: '00', approved: true, unit: 'dsu-1' });
+        unanswered.clear();
+      }
+    }
+    expect(problems).toEqual([]);
+    expect(increments).toBeGreaterThan(1_000);
+  });
+
   it('does not remember declines or errors', () => {
     const model = createWorkload({ cards, seed: 10, config: { reversalShare: 0.3 } });
     for (let i = 0; i < 2_000; i += 1) {
