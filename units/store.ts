@@ -130,6 +130,9 @@ export interface UnitDatabases {
   path: string;
 }
 
+/** The WAL file kept between rewinds; a few seconds of a unit's writes at saturation fit. */
+export const walBytesKeptMax = 64 * 1024 * 1024;
+
 export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   mkdirSync(options.dataDir, { recursive: true });
   const path = join(options.dataDir, 'unit.db');
@@ -150,6 +153,8 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   // measurably either way (12-22 ms; the tail follows fsync stalls of the disk),
   // but the work no longer sits in the commit path.
   writer.pragma('wal_autocheckpoint = 0');
+  // When the log is rewound (see units/feed-worker.ts), a file grown past this is trimmed back to it.
+  writer.pragma(`journal_size_limit = ${walBytesKeptMax}`);
   writer.exec(schema);
   // The replication commit sequence (units/replication.ts) and the epoch of the last commit.
   writer.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('commitSeq', '0'), ('commitEpoch', '0')").run();
