@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { ApiError } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
 import { encodeFrame, FrameReader, frameKinds, wirePath, wireUpgradeToken, type FrameKind } from '../domain/wire.js';
 
@@ -29,7 +30,7 @@ export function attachWire(server: Server, handler: BatchHandler, log: Logger, u
   let refusing = false;
   const refusingHandler: BatchHandler = (text, answer) => {
     if (!refusing) return handler(text, answer);
-    answer(frameKinds.error, JSON.stringify({ error: { code: 'UNIT_UNAVAILABLE', message: `${unitId} is shutting down`, field: null } }));
+    answer(frameKinds.error, JSON.stringify(new ApiError('UNIT_UNAVAILABLE', `${unitId} is shutting down`, null).body()));
   };
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const upgrade = (request.headers.upgrade ?? '').toLowerCase();
