@@ -82,8 +82,14 @@ async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions
   const partitions = Array.from({ length: options.partitions }, (_, index) => index);
   const sync = (): Promise<number> => run({ kind: 'sync', ledgerPath: path, unitUrl, topologyPath: options.topologyPath, partitions: options.partitions }, `${unitId} feed`);
   await sync();
+  // A step writes the unit's ledger in one IMMEDIATE transaction, so two steps of
+  // one unit cannot run at once: the second would hold a pool thread blocked in
+  // SQLite's busy wait. The steps of a unit run one after another; the pool's
+  // threads are kept busy by the other units.
   for (const step of ['clear', 'post', 'accrue'] as const) {
-    await Promise.all(partitions.map((partition) => run({ kind: 'step', step, ledgerPath: path, date: options.date, partition, topologyPath: options.topologyPath }, `${unitId} ${step} ${partition}`)));
+    for (const partition of partitions) {
+      await run({ kind: 'step', step, ledgerPath: path, date: options.date, partition, topologyPath: options.topologyPath }, `${unitId} ${step} ${partition}`);
+    }
   }
   await Promise.all(partitions.map((partition) => run({ kind: 'send', ledgerPath: path, unitUrl, partition, pressure: options.pressure ?? 'bounded' }, `${unitId} send ${partition}`)));
   return run<Reconciliation>({ kind: 'reconcile', ledgerPath: path, unitId, unitUrl, date: options.date }, `${unitId} reconcile`);

@@ -198,16 +198,24 @@ function accrue({ db, date, partition, products }: StepContext): number {
   const cycleToday = dayOfMonth(date);
   for (const account of rows) {
     const product = products.get(account.product) as Product;
-    account.accrued_units += dailyInterestUnits(account.cash_minor, product.cashAprBps);
-    if (account.grace === 0) account.accrued_units += dailyInterestUnits(account.purchase_minor, product.purchaseAprBps);
+    const accruedUnits = dailyInterestUnits(account.cash_minor, product.cashAprBps)
+      + (account.grace === 0 ? dailyInterestUnits(account.purchase_minor, product.purchaseAprBps) : 0);
+    account.accrued_units += accruedUnits;
+    let changed = accruedUnits > 0;
     let postMinor = 0;
-    if (account.due_date !== '' && addDays(account.due_date, 1) === date) postMinor += settleDueDate(poster, account, product);
+    if (account.due_date !== '' && addDays(account.due_date, 1) === date) {
+      postMinor += settleDueDate(poster, account, product);
+      changed = true;
+    }
     if (account.cycle_day === cycleToday) {
       postMinor += cutStatement(poster, account, product, date, periodTotals, insertStatement);
       statements++;
+      changed = true;
     }
     poster.outbox(`accrue:${date}:${account.account_id}`, account, [], postMinor, 'interest-and-fees');
-    saveAccount(save, account);
+    // Most accounts accrue nothing on most days (no balance, or in grace): rewriting
+    // their unchanged rows dirtied every page of the table each night.
+    if (changed) saveAccount(save, account);
   }
   return statements;
 }
