@@ -28,8 +28,9 @@ Options:
   --threads N       worker threads (default 1: leaves the units their CPU)
   --window          a batch window with no authorization traffic: threads at normal
                     priority and postings at full pressure (default: bounded, niced)
-  --idle            run under the SCHED_IDLE scheduling policy (chrt --idle): the
-                    kernel gives the batch CPU only when no authorization work wants it
+  --idle            run under the SCHED_IDLE scheduling policy (chrt --idle) and the
+                    idle I/O class (ionice -c 3): the kernel gives the batch CPU and
+                    disk only when no authorization work wants them
   --partitions N    partitions per unit (default ${partitionsDefault})
   --poll-seconds S  schedule: how often to read the clock (default 5)
   --json            print the result as one JSON object
@@ -51,20 +52,28 @@ function printResult(result: EndOfDayResult, json: boolean): void {
 
 /**
  * Runs this command again under SCHED_IDLE (nice only lowers a thread's share;
- * an idle-policy thread runs only when a core would otherwise be idle), with
- * chrt from util-linux; where chrt is missing, it runs at normal policy, niced.
+ * an idle-policy thread runs only when a core would otherwise be idle) and in the
+ * idle I/O class (ionice -c 3: the disk's mq-deadline scheduler serves the batch's
+ * writes only when the units' commits leave it idle), with chrt and ionice from
+ * util-linux. Whatever is missing is left out; without chrt it runs niced.
  */
 function rerunIdle(): Promise<number> {
+  const node = [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
+  const attempts = [['ionice', '-c', '3', 'chrt', '--idle', '0', ...node], ['chrt', '--idle', '0', ...node]];
   return new Promise((resolve) => {
-    const child = spawn('chrt', ['--idle', '0', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-      stdio: 'inherit', env: { ...process.env, DSU_BATCH_IDLE: '1' },
-    });
-    child.on('error', () => {
-      process.stderr.write('chrt is not available: running without --idle\n');
-      const plain = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1).filter((arg) => arg !== '--idle')], { stdio: 'inherit' });
-      plain.on('exit', (code) => resolve(code ?? 1));
-    });
-    child.on('exit', (code) => resolve(code ?? 1));
+    const attempt = (index: number): void => {
+      const command = attempts[index];
+      if (command === undefined) {
+        process.stderr.write('chrt is not available: running without --idle\n');
+        const plain = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1).filter((arg) => arg !== '--idle')], { stdio: 'inherit' });
+        plain.on('exit', (code) => resolve(code ?? 1));
+        return;
+      }
+      const child = spawn(command[0] as string, command.slice(1), { stdio: 'inherit', env: { ...process.env, DSU_BATCH_IDLE: '1' } });
+      child.on('error', () => attempt(index + 1));
+      child.on('exit', (code) => resolve(code ?? 1));
+    };
+    attempt(0);
   });
 }
 

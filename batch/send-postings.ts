@@ -10,14 +10,15 @@ import { withRetry } from './retry.js';
 // (an account it does not know) is marked rejected and listed by reconciliation.
 
 /**
- * How hard the postings press on a unit. A unit applies a request's settlements in
- * one transaction on the event loop its authorizations share: 'full' (250 per
- * request, two in flight: ~10 ms of unit time each) for a batch window alone,
- * 'bounded' (50 per request, one at a time: ~2 ms each) while authorizations run.
+ * How hard the postings press on a unit. 'full', for a batch window alone: 250 per
+ * request, two in flight, each request one transaction of the unit (~10 ms of its
+ * event loop). 'bounded', while authorizations run: one request at a time in the
+ * unit's background lane, which applies 16 postings per commit beside the live
+ * traffic, so an authorization never waits behind a whole request.
  */
 export const sendPressures = {
-  full: { postingsPerRequest: 250, requestsInflightMax: 2 },
-  bounded: { postingsPerRequest: 50, requestsInflightMax: 1 },
+  full: { postingsPerRequest: 250, requestsInflightMax: 2, lane: 'normal' },
+  bounded: { postingsPerRequest: 200, requestsInflightMax: 1, lane: 'background' },
 } as const;
 export type SendPressure = keyof typeof sendPressures;
 
@@ -30,31 +31,31 @@ interface OutboxRow {
 }
 
 export async function sendPostings(db: Database.Database, unitUrl: string, partition: number, pressure: SendPressure): Promise<number> {
-  const { postingsPerRequest, requestsInflightMax } = sendPressures[pressure];
+  const { postingsPerRequest, requestsInflightMax, lane } = sendPressures[pressure];
   const rows = db.prepare('SELECT reference, account_id, releases, post_minor, kind FROM outbox WHERE partition = ? AND sent = 0 ORDER BY reference').all(partition) as OutboxRow[];
   const mark = db.transaction((chunk: OutboxRow[], statuses: number[]) => {
     const update = db.prepare('UPDATE outbox SET sent = ? WHERE reference = ?');
     chunk.forEach((row, index) => update.run((statuses[index] ?? 500) === 200 ? 1 : 2, row.reference));
   });
   let next = 0;
-  const lane = async (): Promise<void> => {
+  const sender = async (): Promise<void> => {
     while (next < rows.length) {
       const chunk = rows.slice(next, next + postingsPerRequest);
       next += chunk.length;
-      mark(chunk, await withRetry(`postings to ${unitUrl}`, () => sendChunk(unitUrl, chunk)));
+      mark(chunk, await withRetry(`postings to ${unitUrl}`, () => sendChunk(unitUrl, lane, chunk)));
     }
   };
-  await Promise.all(Array.from({ length: requestsInflightMax }, lane));
+  await Promise.all(Array.from({ length: requestsInflightMax }, sender));
   return rows.length;
 }
 
-async function sendChunk(unitUrl: string, rows: readonly OutboxRow[]): Promise<number[]> {
+async function sendChunk(unitUrl: string, lane: 'normal' | 'background', rows: readonly OutboxRow[]): Promise<number[]> {
   const body = rows.map((row) => JSON.stringify({
     op: 'settle', idempotencyKey: `batch:${row.reference}`, accountId: row.account_id,
     releases: (JSON.parse(row.releases) as Array<[string, number]>).map(([authorizationId, minor]) => ({ authorizationId, minor })),
     postMinor: row.post_minor, kind: row.kind,
   } satisfies SettleOp)).join('\n');
-  const response = await request(`${unitUrl}/v1/batch`, {
+  const response = await request(`${unitUrl}/v1/batch?lane=${lane}`, {
     method: 'POST', body, headers: { 'content-type': 'application/x-ndjson' }, headersTimeout: 30_000, bodyTimeout: 30_000,
   });
   const text = await response.body.text();

@@ -14,6 +14,14 @@ export const limits = {
   batchesInflightPerUnitMax: 1,
   /** Operations a unit applies in one SQLite transaction (group commit). */
   groupCommitSizeMax: 4096,
+  /**
+   * Background operations (batch accounting's postings beside live traffic) one
+   * commit carries at most: a settlement costs a unit ~35 us, so a commit grows by
+   * about half a millisecond at most.
+   */
+  backgroundOpsPerCommit: 16,
+  /** Pause before a commit that carries background operations alone, for waiting live traffic to go first. */
+  backgroundPauseMs: 1,
   /** Requests in flight per channel at the gateway before it sheds with 429. */
   inflightPerChannelMax: 4096,
   /**

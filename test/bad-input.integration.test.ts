@@ -120,7 +120,7 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     expect(await journalEnds()).toEqual(before);
   });
 
-  it('unit admin requests with bad values (clock, fault injection)', async () => {
+  it('unit admin requests with bad values (clock, fault injection, batch lane)', async () => {
     const unitUrl = cluster.topology.units[0]!.url;
     const before = await journalEnds();
     const cases: Array<[string, unknown, string, string | null]> = [
@@ -129,6 +129,7 @@ describe('malformed input gets a 4xx and changes nothing', () => {
       ['/admin/fault', { commitDelayMs: 2_001 }, 'INVALID_FIELD', 'commitDelayMs'],
       ['/admin/fault', { commitDelayMs: '40' }, 'INVALID_FIELD', 'commitDelayMs'],
       ['/admin/fault', '{"commitDelayMs": ', 'INVALID_JSON', null],
+      ['/v1/batch?lane=idle', { op: 'settle' }, 'INVALID_FIELD', 'lane'],
     ];
     for (const [path, body, code, field] of cases) {
       const answer = await call(unitUrl, 'POST', path, body as object);

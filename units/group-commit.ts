@@ -36,10 +36,27 @@ export interface CommitReplication {
   submit(seq: number | null, changes: Change[] | null, release: () => void): void;
 }
 
+/**
+ * A job of the background lane (batch accounting's postings while authorizations
+ * run): applied a slice at a time, each slice riding a commit of live traffic or,
+ * with none, a small commit of its own after a pause, so that the unit's
+ * authorizations never wait behind a whole batch of postings.
+ */
+interface BackgroundJob {
+  job: CommitJob;
+  /** Index of the next operation to hand to a commit. */
+  next: number;
+  /** Answers of the operations committed so far, in order. */
+  lines: string[];
+}
+
 export class GroupCommitter {
   private queue: CommitJob[] = [];
   private queuedOps = 0;
   private scheduled = false;
+  private background: BackgroundJob[] = [];
+  private backgroundOps = 0;
+  private backgroundTimer: NodeJS.Timeout | null = null;
   /**
    * Fault injection (a slow disk): every commit takes this much longer, with the
    * event loop blocked as a slow fsync blocks it. Set by POST /admin/fault.
@@ -78,8 +95,13 @@ export class GroupCommitter {
     this.runTransaction = (jobs) => transaction.immediate(jobs);
   }
 
+  /** Operations accepted and not yet committed, in both lanes. */
   get pendingOps(): number {
-    return this.queuedOps;
+    return this.queuedOps + this.backgroundOps;
+  }
+
+  get pendingBackgroundOps(): number {
+    return this.backgroundOps;
   }
 
   submit(job: CommitJob): void {
@@ -88,6 +110,17 @@ export class GroupCommitter {
     this.queue.push(job);
     this.queuedOps += job.ops.length;
     this.schedule();
+  }
+
+  /**
+   * Work that yields to live traffic: at most limits.backgroundOpsPerCommit of its
+   * operations join each commit. done gets every answer once the last one is committed.
+   */
+  submitBackground(job: CommitJob): void {
+    assert(job.ops.length > 0, 'a commit job has operations');
+    this.background.push({ job, next: 0, lines: [] });
+    this.backgroundOps += job.ops.length;
+    if (this.queue.length === 0) this.scheduleBackground();
   }
 
   /** Calls done after the next commit (which also runs the sweep). */
@@ -102,9 +135,50 @@ export class GroupCommitter {
   }
 
   private schedule(): void {
+    if (this.backgroundTimer !== null) {
+      // Live traffic arrived during a background pause: commit it now.
+      clearTimeout(this.backgroundTimer);
+      this.backgroundTimer = null;
+      this.scheduled = false;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => this.flush());
+  }
+
+  /**
+   * A commit of background work alone waits limits.backgroundPauseMs first, so the
+   * unit's event loop reads its sockets and a waiting authorization goes first.
+   */
+  private scheduleBackground(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.backgroundTimer = setTimeout(() => {
+      this.backgroundTimer = null;
+      this.flush();
+    }, limits.backgroundPauseMs);
+  }
+
+  /** The next slice of the background lane, as commit jobs whose answers go to their background job. */
+  private takeBackgroundSlice(): CommitJob[] {
+    const slice: CommitJob[] = [];
+    let room = limits.backgroundOpsPerCommit;
+    while (room > 0 && this.background.length > 0) {
+      const head = this.background[0] as BackgroundJob;
+      const ops = head.job.ops.slice(head.next, head.next + room);
+      head.next += ops.length;
+      room -= ops.length;
+      this.backgroundOps -= ops.length;
+      if (head.next === head.job.ops.length) this.background.shift();
+      slice.push({
+        ops,
+        done: (lines) => {
+          head.lines.push(...lines);
+          if (head.lines.length === head.job.ops.length) head.job.done(head.lines);
+        },
+      });
+    }
+    return slice;
   }
 
   /**
@@ -141,6 +215,10 @@ export class GroupCommitter {
       opsCount += next.ops.length;
     }
     this.queuedOps -= opsCount;
+    for (const slice of this.takeBackgroundSlice()) {
+      jobs.push(slice);
+      opsCount += slice.ops.length;
+    }
     const started = process.hrtime.bigint();
     let answers: string[][];
     const recorder = this.replication?.recorder ?? null;
@@ -170,6 +248,7 @@ export class GroupCommitter {
       deliver();
     }
     if (this.queue.length > 0) this.schedule();
+    else if (this.background.length > 0) this.scheduleBackground();
   }
 }
 

@@ -82,7 +82,7 @@ export class UnitServer {
     this.openStore();
     this.ha.reconcileSoloWrites();
     this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
-    this.wire = attachWire(this.server, (text, answer) => this.applyBatch(text, answer), options.log, options.unitId);
+    this.wire = attachWire(this.server, (text, answer) => this.applyBatch(text, 'normal', answer), options.log, options.unitId);
     this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
     this.sweepTimer.unref();
   }
@@ -171,8 +171,8 @@ export class UnitServer {
 
   private route(request: IncomingMessage, response: ServerResponse): void {
     const url = request.url ?? '/';
-    if (request.method === 'POST' && url === '/v1/batch') {
-      void this.batch(request, response);
+    if (request.method === 'POST' && (url === '/v1/batch' || url.startsWith('/v1/batch?'))) {
+      void this.batch(request, response, url);
     } else if (url.startsWith('/ha/')) {
       void this.ha.handle(request, response, url.split('?')[0] ?? url);
     } else if (request.method === 'GET' && url.startsWith('/v1/accounts/')) {
@@ -199,11 +199,20 @@ export class UnitServer {
     }
   }
 
-  /** POST /v1/batch: the HTTP form of the batch, for clients other than the gateway (batch accounting, tools). */
-  private async batch(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  /**
+   * POST /v1/batch: the HTTP form of the batch, for clients other than the gateway
+   * (batch accounting, tools). With ?lane=background the operations yield to live
+   * traffic (see GroupCommitter.submitBackground); the default lane commits them at once.
+   */
+  private async batch(request: IncomingMessage, response: ServerResponse, url: string): Promise<void> {
+    const lane = new URL(url, 'http://unit').searchParams.get('lane') ?? 'normal';
+    if (lane !== 'normal' && lane !== 'background') {
+      request.resume();
+      return sendError(response, new ApiError('INVALID_FIELD', 'lane is normal or background', 'lane'));
+    }
     const read = await readBody(request, batchBodyBytesMax);
     if (!read.ok) return sendError(response, read.error);
-    this.applyBatch(read.body.toString('utf8'), (kind, payload) => {
+    this.applyBatch(read.body.toString('utf8'), lane, (kind, payload) => {
       if (kind === frameKinds.error) return sendJsonText(response, errorStatus(payload), payload);
       response.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(payload) });
       response.end(payload);
@@ -211,13 +220,15 @@ export class UnitServer {
   }
 
   /** One batch, from the wire or from HTTP: refused whole (nothing written) or committed, then answered. */
-  private applyBatch(text: string, answer: (kind: FrameKind, payload: string) => void): void {
+  private applyBatch(text: string, lane: 'normal' | 'background', answer: (kind: FrameKind, payload: string) => void): void {
     if (!this.ha.acceptsWrites) {
       return answer(frameKinds.error, errorJson(new ApiError('NOT_PRIMARY', `this copy of ${this.options.unitId} is ${this.ha.role}`, null)));
     }
     const decoded = decodeOps(text);
     if (decoded instanceof ApiError) return answer(frameKinds.error, errorJson(decoded));
-    this.committer.submit({ ops: decoded, done: (lines) => answer(frameKinds.results, lines.join('\n')) });
+    const job = { ops: decoded, done: (lines: string[]) => answer(frameKinds.results, lines.join('\n')) };
+    if (lane === 'background') this.committer.submitBackground(job);
+    else this.committer.submit(job);
   }
 
   private account(accountId: string, response: ServerResponse): void {

@@ -1,0 +1,93 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
+import { ManualClock } from '../domain/clock.js';
+import { limits } from '../domain/limits.js';
+import { createLogger } from '../domain/log.js';
+import { decodeResultLine, type UnitOp } from '../domain/protocol.js';
+import { makeTopology, type TopologyFile } from '../domain/topology.js';
+import { UnitEngine } from '../units/engine.js';
+import { GroupCommitter } from '../units/group-commit.js';
+import { openUnitDatabases, type UnitDatabases } from '../units/store.js';
+
+// The group committer's background lane against a real store: batch accounting's
+// postings yield to live traffic, a slice per commit, and every one is answered.
+
+const topologyFile = JSON.parse(readFileSync(new URL('../deploy/topology.json', import.meta.url), 'utf8')) as TopologyFile;
+const topology = makeTopology(topologyFile);
+
+let dir: string;
+let databases: UnitDatabases;
+let engine: UnitEngine;
+let commits: number[];
+let committer: GroupCommitter;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dsu-commit-'));
+  databases = openUnitDatabases({ dataDir: dir, cacheKiB: 2048 });
+  engine = new UnitEngine({
+    unitId: 'dsu-9', db: databases.writer, keys: deriveCardKeys(demoCardHashKeyHex), products: topology.products,
+    fx: topology.fx, clock: new ManualClock(Date.UTC(2026, 10, 21, 2)), utcOffsetMinutes: topologyFile.businessDayUtcOffsetMinutes, role: 'stable',
+  });
+  commits = [];
+  const stats = { onCommit: (ops: number) => commits.push(ops), onOp: () => {}, onLockRetry: () => {} };
+  committer = new GroupCommitter(databases.writer, engine, stats, createLogger('test', () => {}), () => {});
+});
+
+afterEach(() => {
+  databases.reader.close();
+  databases.writer.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function commit(ops: UnitOp[], lane: 'normal' | 'background'): Promise<string[]> {
+  return new Promise((resolve) => {
+    const job = { ops, done: resolve };
+    if (lane === 'background') committer.submitBackground(job);
+    else committer.submit(job);
+  });
+}
+
+const openings = (count: number, from: number): UnitOp[] => Array.from({ length: count }, (_, index) => ({
+  op: 'openAccount', accountId: `622588${String(10_000_000 + from + index).slice(-8)}`, product: 'classic', creditLimit: { value: 100_000, currency: 'CNY' },
+}));
+
+const settlements = (accountIds: string[]): UnitOp[] => accountIds.map((accountId) => ({
+  op: 'settle', idempotencyKey: `batch:${accountId}`, accountId, releases: [], postMinor: 1_000, kind: 'clearing',
+}));
+
+it('answers live traffic from the first commit while background work goes a slice per commit', async () => {
+  const accounts = (await commit(openings(40, 0), 'normal')).map((line) => JSON.parse(decodeResultLine(line).body).accountId as string);
+  commits = [];
+  const order: string[] = [];
+  const background = commit(settlements(accounts), 'background').then((lines) => {
+    order.push('background');
+    return lines;
+  });
+  const live = commit(openings(1, 100), 'normal').then((lines) => {
+    order.push('live');
+    return lines;
+  });
+  const [backgroundLines, liveLines] = await Promise.all([background, live]);
+  expect(order).toEqual(['live', 'background']);
+  expect(decodeResultLine(liveLines[0] as string).status).toBe(201);
+  // 40 postings, at most 16 per commit: the live opening and 16 postings, then 16, then 8.
+  expect(commits).toEqual([1 + limits.backgroundOpsPerCommit, limits.backgroundOpsPerCommit, 40 - 2 * limits.backgroundOpsPerCommit]);
+  expect(backgroundLines.map((line) => decodeResultLine(line).status)).toEqual(accounts.map(() => 200));
+  const balances = databases.reader.prepare('SELECT posted_balance FROM accounts WHERE account_id = ?').pluck();
+  for (const accountId of accounts) expect(balances.get(accountId)).toBe(1_000);
+  expect(committer.pendingOps).toBe(0);
+});
+
+it('keeps the answers of several background jobs apart and in order', async () => {
+  const accounts = (await commit(openings(20, 0), 'normal')).map((line) => JSON.parse(decodeResultLine(line).body).accountId as string);
+  const first = commit(settlements(accounts.slice(0, 13)), 'background');
+  const second = commit(settlements(accounts.slice(13)), 'background');
+  expect(committer.pendingBackgroundOps).toBe(20);
+  const [a, b] = await Promise.all([first, second]);
+  expect(a.map((line) => JSON.parse(decodeResultLine(line).body).accountId)).toEqual(accounts.slice(0, 13));
+  expect(b.map((line) => JSON.parse(decodeResultLine(line).body).accountId)).toEqual(accounts.slice(13));
+  expect(committer.pendingOps).toBe(0);
+});
