@@ -3,7 +3,7 @@ import { request } from 'undici';
 import { decodeResultLine, type SettleOp } from '../domain/protocol.js';
 import { withRetry } from './retry.js';
 
-// Sends the outbox of one partition to the owning unit as settle operations, in
+// Sends the unsent outbox of a unit's ledger to the unit as settle operations, in
 // batches over the unit's batch endpoint. Each posting carries its ledger
 // reference as idempotency key, so a rerun after a crash between the unit's
 // commit and our "sent" mark lands nothing twice. A posting the unit refuses
@@ -11,13 +11,13 @@ import { withRetry } from './retry.js';
 
 /**
  * How hard the postings press on a unit. 'full', for a batch window alone: 250 per
- * request, two in flight, each request one transaction of the unit (~10 ms of its
+ * request, three in flight (the unit always has the next one waiting), each request one transaction of the unit (~10 ms of its
  * event loop). 'bounded', while authorizations run: one request at a time in the
  * unit's background lane, which applies 16 postings per commit beside the live
  * traffic, so an authorization never waits behind a whole request.
  */
 export const sendPressures = {
-  full: { postingsPerRequest: 250, requestsInflightMax: 2, lane: 'normal' },
+  full: { postingsPerRequest: 250, requestsInflightMax: 3, lane: 'normal' },
   bounded: { postingsPerRequest: 200, requestsInflightMax: 1, lane: 'background' },
 } as const;
 export type SendPressure = keyof typeof sendPressures;
@@ -30,9 +30,10 @@ interface OutboxRow {
   kind: string;
 }
 
-export async function sendPostings(db: Database.Database, unitUrl: string, partition: number, pressure: SendPressure): Promise<number> {
+export async function sendPostings(db: Database.Database, unitUrl: string, pressure: SendPressure): Promise<number> {
   const { postingsPerRequest, requestsInflightMax, lane } = sendPressures[pressure];
-  const rows = db.prepare('SELECT reference, account_id, releases, post_minor, kind FROM outbox WHERE partition = ? AND sent = 0 ORDER BY reference').all(partition) as OutboxRow[];
+  // The partial index holds only unsent rows: a scan of the table would read every day's postings.
+  const rows = db.prepare('SELECT reference, account_id, releases, post_minor, kind FROM outbox INDEXED BY outbox_unsent WHERE sent = 0 ORDER BY reference').all() as OutboxRow[];
   const mark = db.transaction((chunk: OutboxRow[], statuses: number[]) => {
     const update = db.prepare('UPDATE outbox SET sent = ? WHERE reference = ?');
     chunk.forEach((row, index) => update.run((statuses[index] ?? 500) === 200 ? 1 : 2, row.reference));

@@ -15,7 +15,7 @@ import { sendPostings, type SendPressure } from './send-postings.js';
 export type BatchTask =
   | { kind: 'sync'; ledgerPath: string; unitUrl: string; topologyPath: string; partitions: number }
   | { kind: 'step'; step: 'clear' | 'post' | 'accrue'; ledgerPath: string; date: string; partition: number; topologyPath: string }
-  | { kind: 'send'; ledgerPath: string; unitUrl: string; partition: number; pressure: SendPressure }
+  | { kind: 'send'; ledgerPath: string; unitUrl: string; pressure: SendPressure }
   | { kind: 'reconcile'; ledgerPath: string; unitId: string; unitUrl: string; date: string };
 
 // Batch threads run at a lower scheduling priority (nice, default 10): on a machine
@@ -65,7 +65,7 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
     case 'step':
       return runStep(task.step, { db: ledger(task.ledgerPath), date: task.date, partition: task.partition, products: topology(task.topologyPath).products });
     case 'send':
-      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.partition, task.pressure);
+      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.pressure);
     case 'reconcile':
       return reconcile(ledger(task.ledgerPath), task.unitId, task.date, await withRetry(`totals of ${task.unitUrl}`, () => fetchUnitTotals(task.unitUrl)));
   }
