@@ -129,6 +129,11 @@ export function ledgerPath(batchRoot: string, unitId: string): string {
 export function openLedger(path: string): Database.Database {
   mkdirSync(join(path, '..'), { recursive: true });
   const db = new Database(path);
+  // 16 KiB pages for a new ledger (an existing one keeps its own): batch writes in
+  // bulk and scans by range, and larger pages mean fewer B-tree pages to split and
+  // write at each commit. End of day over 200,000 accounts: 15.1-15.4 s against
+  // 16.3-16.4 s with 4 KiB pages, interleaved runs.
+  db.pragma('page_size = 16384');
   db.pragma('journal_mode = WAL');
   // Batch results are made durable at each step's commit: a crash resumes from the last finished step.
   db.pragma('synchronous = NORMAL');
