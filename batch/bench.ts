@@ -30,7 +30,10 @@ const help = `Usage: npm run bench:batch -- [options]
   --threads N           worker threads of the measured end of day (default 2)
   --partitions N        partitions per unit (default ${partitionsDefault})
   --rate N              authorizations per second of the isolation load (default 2000)
-  --load-seconds S      seconds of each isolation phase (default 20)
+  --load-seconds S      seconds of each isolation phase (default 20); the isolation runs
+                        are 3 without a batch, interleaved with 3 beside a process that
+                        spins at SCHED_IDLE (the machine's floor), then during and after
+                        a batch run
   --skip-isolation      measure end of day only
   --keep                keep the data folder (stores, ledgers, cluster.log) and print its path
   --batch-dir DIR       put the ledger stores there (another disk, or /dev/shm to see what
