@@ -57,7 +57,9 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
   let done = 0;
   const taskSeconds: Record<string, number> = {};
   const run = async <R>(task: BatchTask, what: string): Promise<R> => {
-    const { value, seconds } = (await pool.run(task)) as { value: R; seconds: number };
+    const { value, seconds } = (await pool.run(task).catch((error: unknown) => {
+      throw new Error(`${what}: ${workerErrorText(error)}`, { cause: error });
+    })) as { value: R; seconds: number };
     const kind = task.kind === 'step' ? task.step : task.kind;
     taskSeconds[kind] = (taskSeconds[kind] ?? 0) + seconds;
     done++;
@@ -96,4 +98,14 @@ async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions
   // that unit's single thread kept the machine at 60-70% of its CPU.
   await run({ kind: 'send', ledgerPath: path, unitUrl, pressure: options.pressure ?? 'bounded' }, `${unitId} send`);
   return run<Reconciliation>({ kind: 'reconcile', ledgerPath: path, unitId, unitUrl, date: options.date }, `${unitId} reconcile`);
+}
+
+/**
+ * An error from a pool thread arrives as a structured clone: a SQLite error is a
+ * plain object by then ({"code":"SQLITE_BUSY"}, printed as "[object Object]").
+ */
+function workerErrorText(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'object' && error !== null) return JSON.stringify(error);
+  return String(error);
 }

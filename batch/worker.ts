@@ -52,8 +52,17 @@ function topology(path: string): Topology {
 /** Runs a task and reports how long it ran in the worker (the pool's queueing excluded). */
 export default async function timed(task: BatchTask): Promise<{ value: number | Reconciliation; seconds: number }> {
   const started = performance.now();
-  const value = await run(task);
-  return { value, seconds: (performance.now() - started) / 1000 };
+  try {
+    const value = await run(task);
+    return { value, seconds: (performance.now() - started) / 1000 };
+  } catch (error) {
+    // A SqliteError crosses to the main thread as a bare {code}, message lost; a plain Error keeps it.
+    if (error instanceof Error && error.constructor !== Error) {
+      const code = (error as { code?: unknown }).code;
+      throw new Error(typeof code === 'string' ? `${code}: ${error.message}` : error.message);
+    }
+    throw error;
+  }
 }
 
 async function run(task: BatchTask): Promise<number | Reconciliation> {
