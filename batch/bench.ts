@@ -8,7 +8,7 @@ import { Cluster, repoRoot } from '../deploy/cluster.js';
 import { issueCards, syntheticApplicants } from '../deploy/bulk-issuance.js';
 import { calendarOf } from '../domain/authorize-rules.js';
 import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
-import { machine, median } from '../loadtest/bench-lib.js';
+import { machine, median, spinScript } from '../loadtest/bench-lib.js';
 import { addDays } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay } from './end-of-day.js';
 import type { FixtureOptions, FixtureResult } from './fixture.js';
@@ -169,7 +169,7 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
  * benchmark dies) under SCHED_IDLE (chrt --idle), or at nice 19 where chrt is missing.
  */
 function spinAtIdlePriority(seconds: number): { stop: () => void; readonly policy: string } {
-  const loop = `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end) {}`;
+  const loop = spinScript(seconds);
   const state = { child: spawn('chrt', ['--idle', '0', process.execPath, '-e', loop], { stdio: 'ignore' }), policy: 'SCHED_IDLE' };
   state.child.on('error', () => {
     state.child = spawn(process.execPath, ['-e', `require('node:os').setPriority(19); ${loop}`], { stdio: 'ignore' });

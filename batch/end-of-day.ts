@@ -101,8 +101,9 @@ async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions
 }
 
 /**
- * An error from a pool thread arrives as a structured clone: a SQLite error is a
- * plain object by then ({"code":"SQLITE_BUSY"}, printed as "[object Object]").
+ * An error from a pool thread arrives as a structured clone. The worker rethrows
+ * what it can as a plain Error (batch/worker.ts); anything else thrown there would
+ * arrive as a bare object and print as "[object Object]".
  */
 function workerErrorText(error: unknown): string {
   if (error instanceof Error) return error.message;

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { request } from 'undici';
-import { decodeResultLine, type SettleOp } from '../domain/protocol.js';
+import { decodeResultLine, type BatchLane, type SettleOp } from '../domain/protocol.js';
 import { withRetry } from './retry.js';
 
 // Sends the unsent outbox of a unit's ledger to the unit as settle operations, in
@@ -50,7 +50,7 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
   return rows.length;
 }
 
-async function sendChunk(unitUrl: string, lane: 'normal' | 'background', rows: readonly OutboxRow[]): Promise<number[]> {
+async function sendChunk(unitUrl: string, lane: BatchLane, rows: readonly OutboxRow[]): Promise<number[]> {
   const body = rows.map((row) => JSON.stringify({
     op: 'settle', idempotencyKey: `batch:${row.reference}`, accountId: row.account_id,
     releases: (JSON.parse(row.releases) as Array<[string, number]>).map(([authorizationId, minor]) => ({ authorizationId, minor })),

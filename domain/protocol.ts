@@ -149,6 +149,13 @@ export function decodeResultLine(line: string): ResultLine {
  */
 export const authorizationIdSeparator = '~';
 
+/**
+ * How a unit commits a batch from POST /v1/batch: 'normal' at once, 'background'
+ * a slice per commit, yielding to live traffic (units/group-commit.ts).
+ */
+export const batchLanes = ['normal', 'background'] as const;
+export type BatchLane = (typeof batchLanes)[number];
+
 /** The version marked in an authorization id; ids without a marker (older ones) read as stable. */
 export function versionOfAuthorizationId(authorizationId: string): Version {
   const at = authorizationId.indexOf(authorizationIdSeparator);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Cluster } from '../deploy/cluster.js';
 import { issueCards, syntheticApplicants } from '../deploy/bulk-issuance.js';
-import { machine, median } from './bench-lib.js';
+import { machine, median, spinScript } from './bench-lib.js';
 import { createWorkload, loadCards, runPhase } from './index.js';
 
 // What work beside the authorizations does to their tail latency on this machine,
@@ -33,8 +33,6 @@ Neighbours, each run beside the same load:
   idle-io-buffered  the same without fsync (the kernel writes the pages back)`;
 
 type Neighbour = (seconds: number, dir: string) => ChildProcess[];
-
-const spinScript = (seconds: number): string => `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end) {}`;
 
 function writerScript(seconds: number, dir: string, fsync: boolean): string {
   return `const fs = require('node:fs'); const end = Date.now() + ${seconds * 1000}; const chunk = Buffer.alloc(1 << 20, 7);

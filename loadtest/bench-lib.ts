@@ -26,6 +26,11 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** A node -e script that spins for `seconds` and then exits by itself (it outlives no benchmark that dies). */
+export function spinScript(seconds: number): string {
+  return `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end) {}`;
+}
+
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);

@@ -9,6 +9,7 @@ import { readBody, sendError, sendJson, sendJsonText } from '../domain/http-util
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import type { Version } from '../domain/gray.js';
+import { batchLanes, type BatchLane } from '../domain/protocol.js';
 import { releaseProducts, type Topology } from '../domain/topology.js';
 import { UnitEngine } from './engine.js';
 import { GroupCommitter } from './group-commit.js';
@@ -205,8 +206,8 @@ export class UnitServer {
    * traffic (see GroupCommitter.submitBackground); the default lane commits them at once.
    */
   private async batch(request: IncomingMessage, response: ServerResponse, url: string): Promise<void> {
-    const lane = new URL(url, 'http://unit').searchParams.get('lane') ?? 'normal';
-    if (lane !== 'normal' && lane !== 'background') {
+    const lane = (new URL(url, 'http://unit').searchParams.get('lane') ?? 'normal') as BatchLane;
+    if (!batchLanes.includes(lane)) {
       request.resume();
       return sendError(response, new ApiError('INVALID_FIELD', 'lane is normal or background', 'lane'));
     }
@@ -220,7 +221,7 @@ export class UnitServer {
   }
 
   /** One batch, from the wire or from HTTP: refused whole (nothing written) or committed, then answered. */
-  private applyBatch(text: string, lane: 'normal' | 'background', answer: (kind: FrameKind, payload: string) => void): void {
+  private applyBatch(text: string, lane: BatchLane, answer: (kind: FrameKind, payload: string) => void): void {
     if (!this.ha.acceptsWrites) {
       return answer(frameKinds.error, errorJson(new ApiError('NOT_PRIMARY', `this copy of ${this.options.unitId} is ${this.ha.role}`, null)));
     }
