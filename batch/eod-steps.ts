@@ -40,7 +40,19 @@ interface AccountRow {
   minimum_due: number;
   due_date: string;
   paid_since_statement: number;
+  period_purchases_minor: number;
+  period_cash_minor: number;
+  period_credits_minor: number;
+  period_payments_minor: number;
+  period_fees_minor: number;
+  period_interest_minor: number;
 }
+
+/** The cycle-to-date total each kind of entry adds to (see the accounts table). */
+const periodColumn: Record<PostingKind, keyof AccountRow & `period_${string}`> = {
+  purchase: 'period_purchases_minor', force: 'period_purchases_minor', cash: 'period_cash_minor', refund: 'period_credits_minor',
+  chargeback: 'period_credits_minor', payment: 'period_payments_minor', fee: 'period_fees_minor', interest: 'period_interest_minor',
+};
 
 export function runStep(step: 'clear' | 'post' | 'accrue', context: StepContext): number {
   const { db, date, partition } = context;
@@ -57,7 +69,7 @@ export function runStep(step: 'clear' | 'post' | 'accrue', context: StepContext)
 function clear({ db, date, partition, products }: StepContext): number {
   const auths = (db.prepare(`SELECT a.authorization_id AS authorizationId, a.account_id AS accountId, a.type, a.approved_date AS approvedDate,
       a.base_minor AS baseMinor, a.fee_minor AS feeMinor, a.hold_minor AS holdMinor, a.status, c.product
-    FROM authorizations a JOIN accounts c ON c.account_id = a.account_id
+    FROM authorizations a JOIN accounts c ON c.partition = a.partition AND c.account_id = a.account_id
     WHERE a.partition = ? AND a.approved_date >= ? AND a.approved_date < ?`).all(partition, addDays(date, -presentmentLookbackDays), date)) as Array<AuthorizationView & { product: string }>;
   const expiryDays = (auth: AuthorizationView): number => products.get((auth as AuthorizationView & { product: string }).product)?.holdExpiryDays ?? 7;
   const accountIds = db.prepare('SELECT account_id FROM accounts WHERE partition = ? AND opened_date < ?').pluck().all(partition, date) as string[];
@@ -66,45 +78,55 @@ function clear({ db, date, partition, products }: StepContext): number {
   const records: ClearingRecord[] = [
     ...presentmentsFor(date, auths, expiryDays), ...refundsFor(date, auths), ...forcePostsFor(date, accountIds), ...chargebacksFor(presentedEarlier),
   ];
-  const insert = db.prepare(`INSERT OR IGNORE INTO clearing (record_id, business_date, partition, kind, match, authorization_id, account_id, amount_minor, fee_minor, release_minor)
+  const insert = db.prepare(`INSERT OR IGNORE INTO clearing (business_date, partition, account_id, record_id, kind, match, authorization_id, amount_minor, fee_minor, release_minor)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-  for (const r of records) insert.run(r.recordId, date, partition, r.kind, r.match, r.authorizationId, r.accountId, r.amountMinor, r.feeMinor, r.releaseMinor);
+  // In key order, so the inserts append.
+  records.sort((a, b) => compare(a.accountId, b.accountId) || compare(a.recordId, b.recordId));
+  for (const r of records) insert.run(date, partition, r.accountId, r.recordId, r.kind, r.match, r.authorizationId, r.amountMinor, r.feeMinor, r.releaseMinor);
   return records.length;
+}
+
+/** Binary order, as SQLite compares TEXT keys. */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 class Poster {
   private readonly insertEntry;
   private readonly insertOutbox;
   constructor(db: Database.Database, private readonly date: string, private readonly partition: number) {
-    this.insertEntry = db.prepare(`INSERT INTO entries (reference, business_date, account_id, kind, amount_minor, currency, debit_ledger, credit_ledger)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
-    this.insertOutbox = db.prepare('INSERT INTO outbox (reference, partition, account_id, releases, post_minor, kind) VALUES (?, ?, ?, ?, ?, ?)');
+    this.insertEntry = db.prepare(`INSERT INTO entries (business_date, partition, account_id, reference, kind, amount_minor, currency, debit_ledger, credit_ledger)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.insertOutbox = db.prepare('INSERT INTO outbox (partition, reference, account_id, releases, post_minor, kind) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
-  /** One ledger entry: a debit and a credit of the same amount. */
+  /** One ledger entry: a debit and a credit of the same amount, counted in the account's cycle-to-date totals. */
   entry(reference: string, account: AccountRow, kind: PostingKind, amountMinor: number): void {
     const lines = postingLines(kind, account.account_id, amountMinor);
     const debit = lines.find((line) => line.debitMinor > 0);
     const credit = lines.find((line) => line.creditMinor > 0);
     assert(lines.length === 2 && debit !== undefined && credit !== undefined, 'a posting is one debit and one credit');
     assert(debit.debitMinor === credit.creditMinor, 'every posting balances');
-    this.insertEntry.run(reference, this.date, account.account_id, kind, amountMinor, account.currency, debit.ledgerAccount, credit.ledgerAccount);
+    this.insertEntry.run(this.date, this.partition, account.account_id, reference, kind, amountMinor, account.currency, debit.ledgerAccount, credit.ledgerAccount);
+    account[periodColumn[kind]] += amountMinor;
   }
 
   /** What the unit must apply for this account: holds to release and the change of its posted balance. */
   outbox(reference: string, account: AccountRow, releases: Array<[string, number]>, postMinor: number, kind: string): void {
     if (releases.length === 0 && postMinor === 0) return;
-    this.insertOutbox.run(reference, this.partition, account.account_id, JSON.stringify(releases), postMinor, kind);
+    this.insertOutbox.run(this.partition, reference, account.account_id, JSON.stringify(releases), postMinor, kind);
   }
 }
 
-const selectAccount = 'SELECT * FROM accounts WHERE account_id = ?';
+const selectAccount = 'SELECT * FROM accounts WHERE partition = ? AND account_id = ?';
 const updateAccount = `UPDATE accounts SET purchase_minor = ?, cash_minor = ?, fee_minor = ?, interest_minor = ?, accrued_units = ?, grace = ?,
-  statement_date = ?, statement_closing = ?, minimum_due = ?, due_date = ?, paid_since_statement = ? WHERE account_id = ?`;
+  statement_date = ?, statement_closing = ?, minimum_due = ?, due_date = ?, paid_since_statement = ?, period_purchases_minor = ?, period_cash_minor = ?,
+  period_credits_minor = ?, period_payments_minor = ?, period_fees_minor = ?, period_interest_minor = ? WHERE partition = ? AND account_id = ?`;
 
-function saveAccount(statement: Database.Statement, a: AccountRow): void {
+function saveAccount(statement: Database.Statement, partition: number, a: AccountRow): void {
   statement.run(a.purchase_minor, a.cash_minor, a.fee_minor, a.interest_minor, a.accrued_units, a.grace, a.statement_date,
-    a.statement_closing, a.minimum_due, a.due_date, a.paid_since_statement, a.account_id);
+    a.statement_closing, a.minimum_due, a.due_date, a.paid_since_statement, a.period_purchases_minor, a.period_cash_minor,
+    a.period_credits_minor, a.period_payments_minor, a.period_fees_minor, a.period_interest_minor, partition, a.account_id);
 }
 
 /**
@@ -116,11 +138,12 @@ function post({ db, date, partition, products }: StepContext): number {
   const poster = new Poster(db, date, partition);
   const read = db.prepare(selectAccount);
   const save = db.prepare(updateAccount);
+  // The key's order: account by account, without a sort.
   const records = db.prepare('SELECT * FROM clearing WHERE business_date = ? AND partition = ? ORDER BY account_id, record_id').all(date, partition) as ClearingRow[];
   let index = 0;
   while (index < records.length) {
     const accountId = (records[index] as ClearingRow).account_id;
-    const account = read.get(accountId) as AccountRow | undefined;
+    const account = read.get(partition, accountId) as AccountRow | undefined;
     assert(account !== undefined, 'a clearing record names an account of the unit');
     const product = products.get(account.product) as Product;
     const releases: Array<[string, number]> = [];
@@ -129,7 +152,7 @@ function post({ db, date, partition, products }: StepContext): number {
       postMinor += postClearing(poster, account, records[index] as ClearingRow, product, releases);
     }
     poster.outbox(`clearing:${date}:${accountId}`, account, releases, postMinor, 'clearing');
-    saveAccount(save, account);
+    saveAccount(save, partition, account);
   }
   const payers = db.prepare('SELECT * FROM accounts WHERE partition = ? AND due_date = ? AND statement_closing > 0').all(partition, addDays(date, 3)) as AccountRow[];
   for (const account of payers) {
@@ -140,7 +163,7 @@ function post({ db, date, partition, products }: StepContext): number {
     poster.outbox(reference, account, [], -paymentMinor, 'payment');
     setBuckets(account, applyPayment(bucketsOf(account), paymentMinor));
     account.paid_since_statement += paymentMinor;
-    saveAccount(save, account);
+    saveAccount(save, partition, account);
   }
   return records.length + payers.length;
 }
@@ -190,32 +213,36 @@ export function balanceOf(a: Pick<AccountRow, 'purchase_minor' | 'cash_minor' | 
 function accrue({ db, date, partition, products }: StepContext): number {
   const poster = new Poster(db, date, partition);
   const save = db.prepare(updateAccount);
-  const periodTotals = db.prepare('SELECT kind, sum(amount_minor) AS total FROM entries WHERE account_id = ? AND business_date > ? AND business_date <= ? GROUP BY kind');
-  const insertStatement = db.prepare(`INSERT INTO statements (account_id, statement_date, opening_minor, purchases_minor, cash_minor, credits_minor, payments_minor,
+  const insertStatement = db.prepare(`INSERT INTO statements (statement_date, account_id, opening_minor, purchases_minor, cash_minor, credits_minor, payments_minor,
     fees_minor, interest_minor, closing_minor, minimum_payment_minor, due_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-  const rows = db.prepare("SELECT * FROM accounts WHERE partition = ? AND opened_date <= ?").all(partition, date) as AccountRow[];
+  const read = db.prepare(selectAccount);
+  // A narrow scan decides which accounts change today; only those are read whole
+  // and written back. Reading every row whole took 0.41 s against 0.06 s for
+  // 50,000 accounts, most of it building objects nobody used.
+  const scan = db.prepare(`SELECT account_id, product, cash_minor, purchase_minor, grace, due_date, cycle_day FROM accounts
+    WHERE partition = ? AND opened_date <= ?`).raw();
+  const rows = scan.all(partition, date) as Array<[string, string, number, number, number, string, number]>;
   let statements = 0;
   const cycleToday = dayOfMonth(date);
-  for (const account of rows) {
-    const product = products.get(account.product) as Product;
-    const accruedUnits = dailyInterestUnits(account.cash_minor, product.cashAprBps)
-      + (account.grace === 0 ? dailyInterestUnits(account.purchase_minor, product.purchaseAprBps) : 0);
-    account.accrued_units += accruedUnits;
-    let changed = accruedUnits > 0;
-    let postMinor = 0;
-    if (account.due_date !== '' && addDays(account.due_date, 1) === date) {
-      postMinor += settleDueDate(poster, account, product);
-      changed = true;
-    }
-    if (account.cycle_day === cycleToday) {
-      postMinor += cutStatement(poster, account, product, date, periodTotals, insertStatement);
-      statements++;
-      changed = true;
-    }
-    poster.outbox(`accrue:${date}:${account.account_id}`, account, [], postMinor, 'interest-and-fees');
+  const dueYesterday = addDays(date, -1);
+  for (const [accountId, productName, cashMinor, purchaseMinor, grace, dueDate, cycleDay] of rows) {
+    const product = products.get(productName) as Product;
+    const accruedUnits = dailyInterestUnits(cashMinor, product.cashAprBps) + (grace === 0 ? dailyInterestUnits(purchaseMinor, product.purchaseAprBps) : 0);
+    const pastDue = dueDate !== '' && dueDate === dueYesterday;
+    const cycleEnds = cycleDay === cycleToday;
     // Most accounts accrue nothing on most days (no balance, or in grace): rewriting
     // their unchanged rows dirtied every page of the table each night.
-    if (changed) saveAccount(save, account);
+    if (accruedUnits === 0 && !pastDue && !cycleEnds) continue;
+    const account = read.get(partition, accountId) as AccountRow;
+    account.accrued_units += accruedUnits;
+    let postMinor = 0;
+    if (pastDue) postMinor += settleDueDate(poster, account, product);
+    if (cycleEnds) {
+      postMinor += cutStatement(poster, account, product, date, insertStatement);
+      statements++;
+    }
+    poster.outbox(`accrue:${date}:${account.account_id}`, account, [], postMinor, 'interest-and-fees');
+    saveAccount(save, partition, account);
   }
   return statements;
 }
@@ -232,24 +259,31 @@ function settleDueDate(poster: Poster, account: AccountRow, product: Product): n
   return postedMinor;
 }
 
-function cutStatement(poster: Poster, account: AccountRow, product: Product, date: string, periodTotals: Database.Statement, insert: Database.Statement): number {
+function cutStatement(poster: Poster, account: AccountRow, product: Product, date: string, insert: Database.Statement): number {
   const interest = interestToPost(account.accrued_units);
   account.accrued_units = interest.remainderUnits;
   if (interest.postMinor > 0) {
     poster.entry(`interest:${account.account_id}:${date}`, account, 'interest', interest.postMinor);
     account.interest_minor += interest.postMinor;
   }
-  const since = account.statement_date === '' ? '0000-00-00' : account.statement_date;
-  const totals = new Map((periodTotals.all(account.account_id, since, date) as Array<{ kind: string; total: number }>).map((row) => [row.kind, row.total]));
-  const of = (kind: string): number => totals.get(kind) ?? 0;
   const opening = account.statement_closing;
-  const purchases = of('purchase') + of('force');
-  const credits = of('refund') + of('chargeback');
+  const purchases = account.period_purchases_minor;
+  const cash = account.period_cash_minor;
+  const credits = account.period_credits_minor;
+  const payments = account.period_payments_minor;
+  const fees = account.period_fees_minor;
+  const interestPosted = account.period_interest_minor;
   const closing = balanceOf(account);
-  assert(opening + purchases + of('cash') + of('fee') + of('interest') - credits - of('payment') === closing, 'a statement adds up to its closing balance');
+  assert(opening + purchases + cash + fees + interestPosted - credits - payments === closing, 'a statement adds up to its closing balance');
   const minimum = minimumPaymentMinor(closing, product);
   const due = addDays(date, product.paymentDueDays);
-  insert.run(account.account_id, date, opening, purchases, of('cash'), credits, of('payment'), of('fee'), of('interest'), closing, minimum, due);
+  insert.run(date, account.account_id, opening, purchases, cash, credits, payments, fees, interestPosted, closing, minimum, due);
+  account.period_purchases_minor = 0;
+  account.period_cash_minor = 0;
+  account.period_credits_minor = 0;
+  account.period_payments_minor = 0;
+  account.period_fees_minor = 0;
+  account.period_interest_minor = 0;
   account.statement_date = date;
   account.statement_closing = closing;
   account.minimum_due = minimum;

@@ -23,6 +23,7 @@ export const sendPressures = {
 export type SendPressure = keyof typeof sendPressures;
 
 interface OutboxRow {
+  partition: number;
   reference: string;
   account_id: string;
   releases: string;
@@ -33,10 +34,14 @@ interface OutboxRow {
 export async function sendPostings(db: Database.Database, unitUrl: string, pressure: SendPressure): Promise<number> {
   const { postingsPerRequest, requestsInflightMax, lane } = sendPressures[pressure];
   // The partial index holds only unsent rows: a scan of the table would read every day's postings.
-  const rows = db.prepare('SELECT reference, account_id, releases, post_minor, kind FROM outbox INDEXED BY outbox_unsent WHERE sent = 0 ORDER BY reference').all() as OutboxRow[];
+  // In the order of the references, which is the accounts' within each kind of
+  // posting: the unit then updates its accounts and holds page after page. In the
+  // order of the partitions (the outbox's key) it swept its accounts table eight
+  // times, and the send step took 11.6-12.4 s against 8.9-9.3 s (200,000 accounts).
+  const rows = db.prepare('SELECT partition, reference, account_id, releases, post_minor, kind FROM outbox INDEXED BY outbox_unsent WHERE sent = 0 ORDER BY reference').all() as OutboxRow[];
   const mark = db.transaction((chunk: OutboxRow[], statuses: number[]) => {
-    const update = db.prepare('UPDATE outbox SET sent = ? WHERE reference = ?');
-    chunk.forEach((row, index) => update.run((statuses[index] ?? 500) === 200 ? 1 : 2, row.reference));
+    const update = db.prepare('UPDATE outbox SET sent = ? WHERE partition = ? AND reference = ?');
+    chunk.forEach((row, index) => update.run((statuses[index] ?? 500) === 200 ? 1 : 2, row.partition, row.reference));
   });
   let next = 0;
   const sender = async (): Promise<void> => {
