@@ -12,18 +12,13 @@ import { withRetry } from './retry.js';
 // is saved in the same transaction as the page's effects, so a killed sync
 // resumes exactly after the last page it applied.
 
-export interface JournalEntry {
-  seq: number;
-  at: number;
-  kind: string;
-  accountId: string;
-  authorizationId: string | null;
-  amount: number;
-  currency: string;
-  detail: Record<string, unknown>;
-  /** The version that wrote the entry (gray release); batch keeps it on authorizations to tell gray work apart. */
-  version: string;
-}
+/**
+ * One entry of the feed's accounting form (units/feed-reader.ts): [seq, at, kind,
+ * accountId, authorizationId, amount, currency, version, a, b, c], where a, b, c
+ * are the values of the detail that batch reads, by kind. The version is the one
+ * that wrote the entry (gray release): batch keeps it on authorizations.
+ */
+export type FeedEntry = [number, number, string, string, string | null, number, string, string, string | number | null, string | null, number | null];
 
 export interface SyncOptions {
   unitUrl: string;
@@ -42,16 +37,16 @@ export function partitionOf(accountId: string, partitions: number): number {
 /** Applies every journal entry the unit has beyond the saved cursor; returns how many. */
 export async function syncFeed(db: Database.Database, options: SyncOptions): Promise<number> {
   const statements = prepare(db);
-  const apply = db.transaction((entries: JournalEntry[]) => {
+  const apply = db.transaction((entries: FeedEntry[]) => {
     for (const entry of entries) applyEntry(statements, entry, options);
-    writeMeta(db, 'feedCursor', String(entries[entries.length - 1]?.seq ?? 0));
+    writeMeta(db, 'feedCursor', String(entries[entries.length - 1]?.[0] ?? 0));
   });
   let applied = 0;
   for (;;) {
     const after = Number(readMeta(db, 'feedCursor') ?? '0');
     const page = await withRetry(`feed of ${options.unitUrl}`, () => fetchPage(options.unitUrl, after, options.pageEntries ?? limits.journalPageEntriesMax));
     if (page.length === 0) return applied;
-    assert((page[0] as JournalEntry).seq > after, 'the feed answers entries after the cursor');
+    assert((page[0] as FeedEntry)[0] > after, 'the feed answers entries after the cursor');
     apply(page);
     applied += page.length;
   }
@@ -60,15 +55,12 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
 /** The kinds of journal entry batch accounting reads; the unit skips the others (declines, card events, its own acknowledgements). */
 export const feedKinds = ['account.opened', 'auth.approved', 'auth.refund', 'hold.incremented', 'hold.reversed', 'hold.expired'] as const;
 
-type CompactEntry = [number, number, string, string, string | null, number, string, Record<string, unknown>, string];
-
-async function fetchPage(unitUrl: string, after: number, limit: number): Promise<JournalEntry[]> {
-  // The compact form (arrays, no key names) is about a quarter smaller to send and parse.
-  const url = `${unitUrl}/v1/journal?after=${after}&limit=${limit}&format=compact&kinds=${feedKinds.join(',')}`;
+async function fetchPage(unitUrl: string, after: number, limit: number): Promise<FeedEntry[]> {
+  const url = `${unitUrl}/v1/journal?after=${after}&limit=${limit}&format=accounting&kinds=${feedKinds.join(',')}`;
   const response = await request(url, { headersTimeout: 30_000, bodyTimeout: 30_000 });
-  const body = (await response.body.json()) as { entries?: CompactEntry[] };
+  const body = (await response.body.json()) as { entries?: FeedEntry[] };
   if (response.statusCode !== 200 || body.entries === undefined) throw new Error(`unit feed ${unitUrl} answered ${response.statusCode}`);
-  return body.entries.map(([seq, at, kind, accountId, authorizationId, amount, currency, detail, version]) => ({ seq, at, kind, accountId, authorizationId, amount, currency, detail, version }));
+  return body.entries;
 }
 
 function prepare(db: Database.Database) {
@@ -97,37 +89,37 @@ function businessDay(atMs: number, utcOffsetMinutes: number): string {
   return name;
 }
 
-function applyEntry(statements: Statements, entry: JournalEntry, options: SyncOptions): void {
-  const day = businessDay(entry.at, options.utcOffsetMinutes);
-  const detail = entry.detail;
-  switch (entry.kind) {
-    case 'account.opened': {
-      const limit = detail['creditLimit'] as { currency: string };
-      statements.insertAccount.run(entry.accountId, partitionOf(entry.accountId, options.partitions), String(detail['product']), limit.currency, cycleDayOf(entry.accountId), day);
+function applyEntry(statements: Statements, entry: FeedEntry, options: SyncOptions): void {
+  const [, at, kind, accountId, authorizationId, amount, currency, version, a, b, c] = entry;
+  const day = businessDay(at, options.utcOffsetMinutes);
+  const gray = version === 'gray' ? 1 : 0;
+  switch (kind) {
+    case 'account.opened':
+      // a: product, b: the credit limit's currency.
+      statements.insertAccount.run(accountId, partitionOf(accountId, options.partitions), String(a), String(b), cycleDayOf(accountId), day);
       return;
-    }
     case 'auth.approved': {
-      const amount = detail['amount'] as { currency: string };
-      const fee = Number(detail['fee'] ?? 0);
-      statements.insertAuthorization.run(entry.authorizationId, entry.accountId, partitionOf(entry.accountId, options.partitions), String(detail['type']), day, amount.currency, entry.amount - fee, fee, entry.amount, 'open', entry.version === 'gray' ? 1 : 0);
+      // a: type, b: transaction currency, c: fee.
+      const fee = c ?? 0;
+      statements.insertAuthorization.run(authorizationId, accountId, partitionOf(accountId, options.partitions), String(a), day, String(b), amount - fee, fee, amount, 'open', gray);
       return;
     }
     case 'auth.refund': {
-      const amount = detail['amount'] as { value: number; currency: string };
-      const billing = entry.currency;
-      const base = isCurrency(amount.currency) && isCurrency(billing) ? convertMinor(amount.value, amount.currency, billing, options.fx) : null;
-      statements.insertAuthorization.run(entry.authorizationId, entry.accountId, partitionOf(entry.accountId, options.partitions), 'refund', day, amount.currency, base ?? 0, 0, 0, 'refund', entry.version === 'gray' ? 1 : 0);
+      // a: transaction amount, b: transaction currency; converted into the billing currency.
+      const base = typeof a === 'number' && b !== null && isCurrency(b) && isCurrency(currency) ? convertMinor(a, b, currency, options.fx) : null;
+      statements.insertAuthorization.run(authorizationId, accountId, partitionOf(accountId, options.partitions), 'refund', day, String(b), base ?? 0, 0, 0, 'refund', gray);
       return;
     }
     case 'hold.incremented':
-      statements.changeHold.run(entry.amount, entry.amount, 'open', entry.authorizationId);
+      statements.changeHold.run(amount, amount, 'open', authorizationId);
       return;
     case 'hold.reversed':
-      statements.changeHold.run(entry.amount, entry.amount, detail['full'] === true ? 'reversed' : 'open', entry.authorizationId);
+      // a: 1 when the reversal was full.
+      statements.changeHold.run(amount, amount, a === 1 ? 'reversed' : 'open', authorizationId);
       return;
     case 'hold.expired':
       // The amounts stay: a late presentment after expiry is for what was authorized.
-      statements.setStatus.run('expired', entry.authorizationId);
+      statements.setStatus.run('expired', authorizationId);
       return;
     default:
       return;

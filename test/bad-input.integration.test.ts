@@ -140,6 +140,19 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     expect(await journalEnds()).toEqual(before);
   });
 
+  it('journal feed requests with bad parameters', async () => {
+    const unitUrl = cluster.topology.units[0]!.url;
+    const cases: Array<[string, string]> = [
+      ['after=-1', 'after'], ['after=x', 'after'], ['limit=0', 'limit'], ['limit=10001', 'limit'],
+      ['kinds=auth.approved;drop', 'kinds'], ['format=xml', 'format'],
+    ];
+    for (const [query, field] of cases) {
+      const answer = await call(unitUrl, 'GET', `/v1/journal?${query}`);
+      expect(answer.status).toBe(400);
+      expect(answer.body.error).toMatchObject({ code: 'INVALID_FIELD', field });
+    }
+  });
+
   it('account opening with bad limits or products', async () => {
     const before = await journalEnds();
     const cases: Array<[unknown, string, string]> = [

@@ -135,11 +135,25 @@ describe('gray release', () => {
     } finally {
       store.close();
     }
-    // The feed batch reads carries the version too.
-    const feed = await call(cluster.unitSpec(byCard!.unit).url, 'GET', '/v1/journal?after=0&limit=10000&kinds=auth.approved&format=compact');
+    // The feed batch reads (its accounting form) carries the version too, and the
+    // values of each detail that batch needs, as the full form has them.
+    const unitUrl = cluster.unitSpec(byCard!.unit).url;
+    const kinds = 'account.opened,auth.approved,auth.refund,hold.incremented,hold.reversed,hold.expired';
+    const feed = await call(unitUrl, 'GET', `/v1/journal?after=0&limit=10000&kinds=${kinds}&format=accounting`);
     const entry = feed.body.entries.find((row: unknown[]) => row[4] === answers[0]!.body.authorizationId);
-    expect(entry[8]).toBe('gray');
-    expect(feed.body.entries.find((row: unknown[]) => row[4] === answers[2]!.body.authorizationId)?.[8] ?? 'stable').toBe('stable');
+    expect(entry[7]).toBe('gray');
+    expect(feed.body.entries.find((row: unknown[]) => row[4] === answers[2]!.body.authorizationId)?.[7]).toBe('stable');
+    expect(feed.body.entries.find((row: unknown[]) => row[4] === answers[0]!.body.authorizationId && row[2] === 'hold.reversed')?.[8]).toBe(1);
+    const full = await call(unitUrl, 'GET', `/v1/journal?after=0&limit=10000&kinds=${kinds}`);
+    expect(full.body.entries.length).toBe(feed.body.entries.length);
+    full.body.entries.forEach((e: { seq: number; at: number; kind: string; accountId: string; authorizationId: string | null; amount: number; currency: string; version: string; detail: Record<string, any> }, index: number) => {
+      const d = e.detail;
+      const picked = e.kind === 'account.opened' ? [d.product, d.creditLimit.currency, null]
+        : e.kind === 'auth.approved' ? [d.type, d.amount.currency, d.fee ?? null]
+          : e.kind === 'auth.refund' ? [d.amount.value, d.amount.currency, null]
+            : e.kind === 'hold.reversed' ? [d.full === true ? 1 : 0, null, null] : [null, null, null];
+      expect(feed.body.entries[index]).toEqual([e.seq, e.at, e.kind, e.accountId, e.authorizationId, e.amount, e.currency, e.version, ...picked]);
+    });
     await setGray({ whitelist: { cards: [], accounts: [] }, reason: 'verified' });
   });
 

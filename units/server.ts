@@ -12,6 +12,7 @@ import type { Version } from '../domain/gray.js';
 import { batchLanes, type BatchLane } from '../domain/protocol.js';
 import { releaseProducts, type Topology } from '../domain/topology.js';
 import { UnitEngine } from './engine.js';
+import { feedFormats, isFeedFormat } from './feed-reader.js';
 import { GroupCommitter } from './group-commit.js';
 import { UnitMetrics } from './metrics.js';
 import { decodeOps } from './op-decode.js';
@@ -252,7 +253,9 @@ export class UnitServer {
     }
     const kinds = params.get('kinds');
     if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return sendError(response, new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds'));
-    this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), compact: params.get('format') === 'compact' }, response);
+    const format = params.get('format') ?? 'full';
+    if (!isFeedFormat(format)) return sendError(response, new ApiError('INVALID_FIELD', `format is one of ${feedFormats.join(', ')}`, 'format'));
+    this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), format }, response);
   }
 
   /** Stops the feed thread; requests waiting on it fail (batch retries them). */
