@@ -18,8 +18,10 @@ type Row = [number, number, string, string, string | null, number, string, strin
  *     auth.refund: transaction amount (minor units), transaction currency, null
  *     hold.reversed: 1 when the reversal was full, else 0; null, null
  *   and null for other kinds. An approval's detail is ~190 bytes of nested JSON
- *   of which batch needs three values: this form is a third of the size, and
- *   neither side parses or builds objects per entry.
+ *   of which batch needs three values: this form is under half the size, and
+ *   SQLite writes each entry's JSON itself (json_array), so no JavaScript value
+ *   is built per entry: 1.7 us per entry against 3.0 us for rows read into
+ *   arrays and stringified, and 7.7 us for the compact form (250,000 entries).
  */
 export const feedFormats = ['full', 'compact', 'accounting'] as const;
 export type FeedFormat = (typeof feedFormats)[number];
@@ -38,12 +40,12 @@ export interface FeedRequest {
 
 // version: the release role that wrote the entry (full-link gray); NULL in entries older than gray release, read as stable.
 const columns = "seq, at, kind, account_id, authorization_id, amount, currency, detail, idempotency_key, coalesce(version, 'stable')";
-const accountingColumns = `seq, at, kind, account_id, authorization_id, amount, currency, coalesce(version, 'stable'),
+const accountingColumns = `json_array(seq, at, kind, account_id, authorization_id, amount, currency, coalesce(version, 'stable'),
   CASE kind WHEN 'account.opened' THEN json_extract(detail, '$.product') WHEN 'auth.approved' THEN json_extract(detail, '$.type')
     WHEN 'auth.refund' THEN json_extract(detail, '$.amount.value') WHEN 'hold.reversed' THEN json_extract(detail, '$.full') END,
   CASE kind WHEN 'account.opened' THEN json_extract(detail, '$.creditLimit.currency') WHEN 'auth.approved' THEN json_extract(detail, '$.amount.currency')
     WHEN 'auth.refund' THEN json_extract(detail, '$.amount.currency') END,
-  CASE kind WHEN 'auth.approved' THEN json_extract(detail, '$.fee') END`;
+  CASE kind WHEN 'auth.approved' THEN json_extract(detail, '$.fee') END)`;
 
 export class FeedReader {
   private readonly db: Database.Database;
@@ -59,11 +61,12 @@ export class FeedReader {
   }
 
   render(unitId: string, request: FeedRequest): string {
-    const statement = this.statement(request.kinds, request.format === 'accounting' ? accountingColumns : columns);
-    const rows = (request.kinds === null ? statement.all(request.after, request.limit) : statement.all(request.after, ...request.kinds, request.limit)) as unknown[][];
+    const accounting = request.format === 'accounting';
+    const statement = this.statement(request.kinds, accounting ? accountingColumns : columns);
+    const rows = (request.kinds === null ? statement.all(request.after, request.limit) : statement.all(request.after, ...request.kinds, request.limit)) as unknown[];
     const last = this.last.get() as number;
-    // Flat arrays of numbers, strings and nulls: one native JSON.stringify writes the page.
-    if (request.format === 'accounting') return `{"unit":${JSON.stringify(unitId)},"entries":${JSON.stringify(rows)},"lastSeq":${last}}`;
+    // Each row is one entry's JSON text, written by SQLite.
+    if (accounting) return `{"unit":${JSON.stringify(unitId)},"entries":[${rows.join(',')}],"lastSeq":${last}}`;
     const parts: string[] = [];
     for (const [seq, at, kind, accountId, authorizationId, amount, currency, detail, key, version] of rows as Row[]) {
       parts.push(request.format === 'compact'
@@ -84,7 +87,8 @@ export class FeedReader {
     let statement = this.filtered.get(key);
     if (statement === undefined) {
       const where = kinds === null ? 'seq > ?' : `seq > ? AND kind IN (${kinds.map(() => '?').join(',')})`;
-      statement = this.db.prepare(`SELECT ${selected} FROM journal WHERE ${where} ORDER BY seq LIMIT ?`).raw();
+      const prepared = this.db.prepare(`SELECT ${selected} FROM journal WHERE ${where} ORDER BY seq LIMIT ?`);
+      statement = selected === accountingColumns ? prepared.pluck() : prepared.raw();
       this.filtered.set(key, statement);
     }
     return statement;
