@@ -119,6 +119,13 @@ class Poster {
 }
 
 const selectAccount = 'SELECT * FROM accounts WHERE partition = ? AND account_id = ?';
+
+/** An account's row with nothing in it: changes are summed on a copy. */
+const zeroAccount: AccountRow = {
+  account_id: '', product: '', currency: '', cycle_day: 0, purchase_minor: 0, cash_minor: 0, fee_minor: 0, interest_minor: 0, accrued_units: 0, grace: 0,
+  statement_date: '', statement_closing: 0, minimum_due: 0, due_date: '', paid_since_statement: 0, period_purchases_minor: 0, period_cash_minor: 0,
+  period_credits_minor: 0, period_payments_minor: 0, period_fees_minor: 0, period_interest_minor: 0,
+};
 const updateAccount = `UPDATE accounts SET purchase_minor = ?, cash_minor = ?, fee_minor = ?, interest_minor = ?, accrued_units = ?, grace = ?,
   statement_date = ?, statement_closing = ?, minimum_due = ?, due_date = ?, paid_since_statement = ?, period_purchases_minor = ?, period_cash_minor = ?,
   period_credits_minor = ?, period_payments_minor = ?, period_fees_minor = ?, period_interest_minor = ? WHERE partition = ? AND account_id = ?`;
@@ -136,23 +143,31 @@ function saveAccount(statement: Database.Statement, partition: number, a: Accoun
  */
 function post({ db, date, partition, products }: StepContext): number {
   const poster = new Poster(db, date, partition);
-  const read = db.prepare(selectAccount);
   const save = db.prepare(updateAccount);
+  // Clearing only adds to an account's buckets, so the account is not read: its
+  // changes are summed on a row of zeros and added in one UPDATE. Reading and
+  // rewriting every row whole cost a quarter of the step.
+  const add = db.prepare(`UPDATE accounts SET purchase_minor = purchase_minor + ?, cash_minor = cash_minor + ?, fee_minor = fee_minor + ?,
+    period_purchases_minor = period_purchases_minor + ?, period_cash_minor = period_cash_minor + ?, period_credits_minor = period_credits_minor + ?,
+    period_fees_minor = period_fees_minor + ? WHERE partition = ? AND account_id = ?`);
   // The key's order: account by account, without a sort.
-  const records = db.prepare('SELECT * FROM clearing WHERE business_date = ? AND partition = ? ORDER BY account_id, record_id').all(date, partition) as ClearingRow[];
+  const records = db.prepare(`SELECT c.*, a.product, a.currency FROM clearing c LEFT JOIN accounts a ON a.partition = c.partition AND a.account_id = c.account_id
+    WHERE c.business_date = ? AND c.partition = ? ORDER BY c.account_id, c.record_id`).all(date, partition) as Array<ClearingRow & { product: string | null; currency: string }>;
   let index = 0;
   while (index < records.length) {
-    const accountId = (records[index] as ClearingRow).account_id;
-    const account = read.get(partition, accountId) as AccountRow | undefined;
-    assert(account !== undefined, 'a clearing record names an account of the unit');
-    const product = products.get(account.product) as Product;
+    const first = records[index] as ClearingRow & { product: string | null; currency: string };
+    assert(first.product !== null, 'a clearing record names an account of the unit');
+    const change: AccountRow = { ...zeroAccount, account_id: first.account_id, product: first.product, currency: first.currency };
+    const product = products.get(first.product) as Product;
     const releases: Array<[string, number]> = [];
     let postMinor = 0;
-    for (; index < records.length && (records[index] as ClearingRow).account_id === accountId; index++) {
-      postMinor += postClearing(poster, account, records[index] as ClearingRow, product, releases);
+    for (; index < records.length && (records[index] as ClearingRow).account_id === change.account_id; index++) {
+      postMinor += postClearing(poster, change, records[index] as ClearingRow, product, releases);
     }
-    poster.outbox(`clearing:${date}:${accountId}`, account, releases, postMinor, 'clearing');
-    saveAccount(save, partition, account);
+    assert(change.interest_minor === 0 && change.period_payments_minor === 0 && change.period_interest_minor === 0, 'clearing moves purchases, cash, fees and credits only');
+    poster.outbox(`clearing:${date}:${change.account_id}`, change, releases, postMinor, 'clearing');
+    add.run(change.purchase_minor, change.cash_minor, change.fee_minor, change.period_purchases_minor, change.period_cash_minor, change.period_credits_minor,
+      change.period_fees_minor, partition, change.account_id);
   }
   const payers = db.prepare('SELECT * FROM accounts WHERE partition = ? AND due_date = ? AND statement_closing > 0').all(partition, addDays(date, 3)) as AccountRow[];
   for (const account of payers) {
