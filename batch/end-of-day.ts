@@ -4,6 +4,7 @@ import { repoRoot } from '../deploy/cluster.js';
 import { assert } from '../domain/limits.js';
 import type { TopologyFile } from '../domain/topology.js';
 import { isoDatePattern } from './accounting-rules.js';
+import { stepNames } from './eod-steps.js';
 import { ledgerPath } from './ledger-store.js';
 import type { Reconciliation } from './reconcile.js';
 import type { SendPressure } from './send-postings.js';
@@ -52,7 +53,7 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
     filename: join(repoRoot, 'dist/batch/worker.js'), minThreads: options.threads, maxThreads: options.threads, idleTimeout: 1_000,
     workerData: { niceness: options.niceness ?? 10 },
   });
-  const perUnit = 3 + 3 * options.partitions;
+  const perUnit = 3 + stepNames.length * options.partitions;
   const total = perUnit * options.topology.units.length;
   let done = 0;
   const taskSeconds: Record<string, number> = {};
@@ -88,7 +89,7 @@ async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions
   // one unit cannot run at once: the second would hold a pool thread blocked in
   // SQLite's busy wait. The steps of a unit run one after another; the pool's
   // threads are kept busy by the other units.
-  for (const step of ['clear', 'post', 'accrue'] as const) {
+  for (const step of stepNames) {
     for (const partition of partitions) {
       await run({ kind: 'step', step, ledgerPath: path, date: options.date, partition, topologyPath: options.topologyPath }, `${unitId} ${step} ${partition}`);
     }

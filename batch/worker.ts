@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { setPriority } from 'node:os';
 import { workerData } from 'node:worker_threads';
 import { loadTopology, type Topology } from '../domain/topology.js';
-import { runStep } from './eod-steps.js';
+import { runStep, type StepName } from './eod-steps.js';
 import { syncFeed } from './feed-sync.js';
 import { openLedger } from './ledger-store.js';
 import { fetchUnitTotals, reconcile, type Reconciliation } from './reconcile.js';
@@ -14,7 +14,7 @@ import { sendPostings, type SendPressure } from './send-postings.js';
 
 export type BatchTask =
   | { kind: 'sync'; ledgerPath: string; unitUrl: string; topologyPath: string; partitions: number }
-  | { kind: 'step'; step: 'clear' | 'post' | 'accrue'; ledgerPath: string; date: string; partition: number; topologyPath: string }
+  | { kind: 'step'; step: StepName; ledgerPath: string; date: string; partition: number; topologyPath: string }
   | { kind: 'send'; ledgerPath: string; unitUrl: string; pressure: SendPressure }
   | { kind: 'reconcile'; ledgerPath: string; unitId: string; unitUrl: string; date: string };
 
