@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { assert } from '../domain/limits.js';
+import type { SettleOp } from '../domain/protocol.js';
 import type { Product, ProductTable } from '../domain/products.js';
 import {
   addDays, applyPayment, balanceEffect, dailyInterestUnits, dayOfMonth, feeOnMinor, interestToPost,
@@ -131,7 +132,7 @@ class Poster {
   }
 
   /** What the unit must apply for this account: holds to release and the change of its posted balance. */
-  outbox(reference: string, account: AccountRow, releases: Array<[string, number]>, postMinor: number, kind: string): void {
+  outbox(reference: string, account: AccountRow, releases: SettleOp['releases'], postMinor: number, kind: string): void {
     if (releases.length === 0 && postMinor === 0) return;
     this.insertOutbox.run(this.partition, reference, account.account_id, JSON.stringify(releases), postMinor, kind);
   }
@@ -177,7 +178,7 @@ function post({ db, date, partition, products }: StepContext, records: readonly 
     assert(terms !== undefined, 'a clearing record names an account of the unit');
     const change: AccountRow = { ...zeroAccount, account_id: accountId, product: terms.product, currency: terms.currency };
     const product = products.get(terms.product) as Product;
-    const releases: Array<[string, number]> = [];
+    const releases: SettleOp['releases'] = [];
     let postMinor = 0;
     for (; index < records.length && (records[index] as ClearingRecord).accountId === accountId; index++) {
       postMinor += postClearing(poster, change, records[index] as ClearingRecord, product, releases);
@@ -202,7 +203,7 @@ function post({ db, date, partition, products }: StepContext, records: readonly 
 }
 
 /** Posts one clearing record to the ledger and the account; returns its effect on the posted balance. */
-function postClearing(poster: Poster, account: AccountRow, record: ClearingRecord, product: Product, releases: Array<[string, number]>): number {
+function postClearing(poster: Poster, account: AccountRow, record: ClearingRecord, product: Product, releases: SettleOp['releases']): number {
   const kind: PostingKind = record.kind;
   const amountMinor = record.amountMinor;
   // The cross-border fee rides on the authorization; a cash advance adds the product's fee.
@@ -210,7 +211,7 @@ function postClearing(poster: Poster, account: AccountRow, record: ClearingRecor
   poster.entry(record.recordId, account, kind, amountMinor);
   if (feeMinor > 0) poster.entry(`${record.recordId}:fee`, account, 'fee', feeMinor);
   const matched = (kind === 'purchase' || kind === 'cash') && record.authorizationId !== null;
-  if (matched && record.releaseMinor > 0) releases.push([record.authorizationId as string, record.releaseMinor]);
+  if (matched && record.releaseMinor > 0) releases.push({ authorizationId: record.authorizationId as string, minor: record.releaseMinor });
   if (kind === 'cash') account.cash_minor += amountMinor;
   else account.purchase_minor += balanceEffect(kind, amountMinor);
   account.fee_minor += feeMinor;

@@ -122,7 +122,8 @@ CREATE TABLE IF NOT EXISTS statements (
 ) STRICT, WITHOUT ROWID;
 
 -- What each account's unit must apply, one row per account and step of a date:
--- the holds to release (JSON list of [authorizationId, minor]) and the change of
+-- the holds to release (the JSON of the settle operation's releases,
+-- [{"authorizationId", "minor"}], so that sending splices it in) and the change of
 -- the posted balance.
 CREATE TABLE IF NOT EXISTS outbox (
   partition INTEGER NOT NULL,

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { request } from 'undici';
-import { decodeResultLine, type BatchLane, type SettleOp } from '../domain/protocol.js';
+import { decodeResultLine, type BatchLane } from '../domain/protocol.js';
 import { withRetry } from './retry.js';
 
 // Sends the unsent outbox of a unit's ledger to the unit as settle operations, in
@@ -56,11 +56,9 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
 }
 
 async function sendChunk(unitUrl: string, lane: BatchLane, rows: readonly OutboxRow[]): Promise<number[]> {
-  const body = rows.map((row) => JSON.stringify({
-    op: 'settle', idempotencyKey: `batch:${row.reference}`, accountId: row.account_id,
-    releases: (JSON.parse(row.releases) as Array<[string, number]>).map(([authorizationId, minor]) => ({ authorizationId, minor })),
-    postMinor: row.post_minor, kind: row.kind,
-  } satisfies SettleOp)).join('\n');
+  // A SettleOp per line; the releases are stored as the operation's JSON and spliced in.
+  const body = rows.map((row) => `{"op":"settle","idempotencyKey":${JSON.stringify(`batch:${row.reference}`)},"accountId":${JSON.stringify(row.account_id)},`
+    + `"releases":${row.releases},"postMinor":${row.post_minor},"kind":${JSON.stringify(row.kind)}}`).join('\n');
   const response = await request(`${unitUrl}/v1/batch?lane=${lane}`, {
     method: 'POST', body, headers: { 'content-type': 'application/x-ndjson' }, headersTimeout: 30_000, bodyTimeout: 30_000,
   });
