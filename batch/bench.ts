@@ -8,9 +8,11 @@ import { Cluster, repoRoot } from '../deploy/cluster.js';
 import { issueCards, syntheticApplicants } from '../deploy/bulk-issuance.js';
 import { calendarOf } from '../domain/authorize-rules.js';
 import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
+import type { PhaseResult } from '../loadtest/run-result.js';
 import { machine, median, spinScript } from '../loadtest/bench-lib.js';
 import { addDays } from './accounting-rules.js';
-import { partitionsDefault, runEndOfDay } from './end-of-day.js';
+import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
+import { latencyBySteps } from './timeline.js';
 import type { FixtureOptions, FixtureResult } from './fixture.js';
 
 // The batch benchmarks, in one run:
@@ -24,6 +26,8 @@ import type { FixtureOptions, FixtureResult } from './fixture.js';
 //      (target: 1.25 or less); the run after is reported as recovery. Beside
 //      them, the same load next to a process that only spins at the lowest CPU
 //      priority: p99RatioBesideIdleSpin is the floor the machine itself sets.
+//      p99DuringBatchBySteps splits the load beside the batch by the step of the
+//      batch that ran in each second (median and maximum of the per-second p99).
 
 const help = `Usage: npm run bench:batch -- [options]
 
@@ -34,7 +38,8 @@ const help = `Usage: npm run bench:batch -- [options]
   --load-seconds S      seconds of each isolation phase (default 20); the isolation runs
                         are 3 without a batch, interleaved with 3 beside a process that
                         spins at SCHED_IDLE (the machine's floor), then one for as long as
-                        a batch run takes (at most 900 s), then one after it
+                        a batch run takes (at most 900 s), then one after it; the
+                        JSON splits the run beside the batch by the batch's steps
   --skip-isolation      measure end of day only
   --keep                keep the data folder (stores, ledgers, cluster.log) and print its path
   --batch-dir DIR       put the ledger stores there (another disk, or /dev/shm to see what
@@ -115,14 +120,15 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   const cardsPath = join(root, 'cards.ndjson');
   await issueCards({ gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(20_000, 9), bands: cluster.topology.issuance.scoreBands, currency: 'CNY', cardsPath });
   const cards = await loadCards(cardsPath);
-  const load = async (name: string, until?: { signal: AbortSignal; secondsMax: number }): Promise<number> => {
+  const run = async (name: string, until?: { signal: AbortSignal; secondsMax: number }): Promise<PhaseResult> => {
     const phase = await runPhase({
       url: cluster.gatewayUrl, workload: createWorkload({ cards, seed: 3, keyPrefix: `iso-${name}-${Date.now()}` }), mode: 'rate', rate, connections: 64,
       durationSeconds: until?.secondsMax ?? seconds, name, ...(until === undefined ? {} : { signal: until.signal }),
     });
     log(`${name}: p99 ${phase.totals.latencyMs.p99.toFixed(2)} ms at ${rate}/s`);
-    return phase.totals.latencyMs.p99;
+    return phase;
   };
+  const load = async (name: string): Promise<number> => (await run(name)).totals.latencyMs.p99;
   await load('warm-up');
   // The baseline and the floor are each the median of three runs, interleaved, since
   // one fixed-rate run's p99 on this machine varies by 2x from run to run. The floor:
@@ -149,8 +155,12 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   const batchDone = new AbortController();
   const batchRun = runCli(['eod', '--date', eodOptions.date, '--topology', eodOptions.topologyPath, '--batch-dir', eodOptions.batchRoot, '--threads', '1', '--idle', '--json'])
     .finally(() => batchDone.abort());
-  const during = await load('during-batch', { signal: batchDone.signal, secondsMax: duringSecondsMax });
+  const duringStartMs = Date.now();
+  const duringPhase = await run('during-batch', { signal: batchDone.signal, secondsMax: duringSecondsMax });
+  const during = duringPhase.totals.latencyMs.p99;
   const eod = await batchRun;
+  // Which step of the batch costs the load what: each second's p99, by the task that ran then.
+  const bySteps = latencyBySteps(duringPhase.seconds, duringStartMs, eod.timeline);
   const eodSeconds = (performance.now() - started) / 1000;
   log(`end of day ${eodOptions.date} under load: ${eodSeconds.toFixed(1)} s (1 thread, idle policy), ${eod.mismatches} mismatches`);
   // After the batch the units checkpoint the WAL its settlements grew; that run is
@@ -160,7 +170,7 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
     isolationRate: rate, p99WithoutBatchMs: Math.round(before * 100) / 100, p99DuringBatchMs: Math.round(during * 100) / 100,
     p99AfterBatchMs: Math.round(after * 100) / 100, p99RatioDuringBatch: Math.round((during / before) * 1000) / 1000,
     p99BesideIdleSpinMs: Math.round(besideSpin * 100) / 100, p99RatioBesideIdleSpin: Math.round((besideSpin / before) * 1000) / 1000, idleSpinPolicy: spinPolicy, p99WithoutBatchRunsMs: withoutRuns, p99BesideIdleSpinRunsMs: spinRuns, isolationBatchSeconds: Math.round(eodSeconds * 10) / 10,
-    isolationBatchMismatches: eod.mismatches, batchOutlastedLoad: eodSeconds >= duringSecondsMax,
+    isolationBatchMismatches: eod.mismatches, batchOutlastedLoad: eodSeconds >= duringSecondsMax, p99DuringBatchBySteps: bySteps,
   };
 }
 
@@ -178,14 +188,14 @@ function spinAtIdlePriority(seconds: number): { stop: () => void; readonly polic
   return { stop: () => state.child.kill('SIGKILL'), get policy() { return state.policy; } };
 }
 
-function runCli(args: string[]): Promise<{ mismatches: number }> {
+function runCli(args: string[]): Promise<Pick<EndOfDayResult, 'mismatches' | 'timeline'>> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
     child.on('exit', (code) => {
       try {
-        resolve(JSON.parse(output.trim().split('\n').pop() ?? '') as { mismatches: number });
+        resolve(JSON.parse(output.trim().split('\n').pop() ?? '') as EndOfDayResult);
       } catch {
         reject(new Error(`end of day exited with ${code}: ${output.slice(0, 300)}`));
       }

@@ -38,8 +38,17 @@ export interface EndOfDayResult {
   /** Seconds the tasks of each kind ran in the workers (summed over units and partitions): where a run's time goes. */
   taskSeconds: Record<string, number>;
   tasks: number;
+  /** Every task as it finished: its name, kind, end (epoch ms) and how long it ran in a worker; the run's phases on a clock, for benchmarks that line them up with live traffic. */
+  timeline: TimelineTask[];
   units: Reconciliation[];
   mismatches: number;
+}
+
+export interface TimelineTask {
+  task: string;
+  kind: string;
+  endedAtMs: number;
+  seconds: number;
 }
 
 export const partitionsDefault = 8;
@@ -57,12 +66,14 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
   const total = perUnit * options.topology.units.length;
   let done = 0;
   const taskSeconds: Record<string, number> = {};
+  const timeline: TimelineTask[] = [];
   const run = async <R>(task: BatchTask, what: string): Promise<R> => {
     const { value, seconds } = (await pool.run(task).catch((error: unknown) => {
       throw new Error(`${what}: ${workerErrorText(error)}`, { cause: error });
     })) as { value: R; seconds: number };
     const kind = task.kind === 'step' ? task.step : task.kind;
     taskSeconds[kind] = (taskSeconds[kind] ?? 0) + seconds;
+    timeline.push({ task: what, kind, endedAtMs: Date.now(), seconds });
     done++;
     options.onProgress?.(done, total, what);
     return value;
@@ -70,7 +81,7 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
   try {
     const units = await Promise.all(options.topology.units.map((unit) => runUnit(unit.id, unit.url, options, run)));
     return {
-      date: options.date, seconds: (performance.now() - started) / 1000, taskSeconds, tasks: done, units,
+      date: options.date, seconds: (performance.now() - started) / 1000, taskSeconds, tasks: done, timeline, units,
       mismatches: units.reduce((sum, unit) => sum + unit.mismatches.length, 0),
     };
   } finally {
