@@ -13,7 +13,7 @@ import { withRetry } from './retry.js';
  * How hard the postings press on a unit. 'full', for a batch window alone: 250 per
  * request, three in flight (the unit always has the next one waiting), each request one transaction of the unit (~10 ms of its
  * event loop). 'bounded', while authorizations run: one request at a time in the
- * unit's background lane, which applies 16 postings per commit beside the live
+ * unit's background lane, which applies 4 postings per commit beside the live
  * traffic, so an authorization never waits behind a whole request.
  */
 export const sendPressures = {
