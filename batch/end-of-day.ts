@@ -60,7 +60,8 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
   const started = performance.now();
   const pool = new Piscina<BatchTask, unknown>({
     filename: join(repoRoot, 'dist/batch/worker.js'), minThreads: options.threads, maxThreads: options.threads, idleTimeout: 1_000,
-    workerData: { niceness: options.niceness ?? 10 },
+    // Beside live traffic (bounded pressure) the ledgers write in small pieces (see openLedger).
+    workerData: { niceness: options.niceness ?? 10, smallWrites: (options.pressure ?? 'bounded') === 'bounded' },
   });
   const perUnit = 3 + stepNames.length * options.partitions;
   const total = perUnit * options.topology.units.length;

@@ -150,7 +150,12 @@ export function ledgerPath(batchRoot: string, unitId: string): string {
   return join(batchRoot, unitId, 'ledger.db');
 }
 
-export function openLedger(path: string): Database.Database {
+export interface LedgerOptions {
+  /** Write in small pieces (batch beside live traffic): see openLedger. */
+  smallWrites?: boolean;
+}
+
+export function openLedger(path: string, options: LedgerOptions = {}): Database.Database {
   mkdirSync(join(path, '..'), { recursive: true });
   const db = new Database(path);
   db.pragma('busy_timeout = 10000');
@@ -169,7 +174,21 @@ export function openLedger(path: string): Database.Database {
   db.pragma('journal_mode = WAL');
   // Batch results are made durable at each step's commit: a crash resumes from the last finished step.
   db.pragma('synchronous = NORMAL');
-  db.pragma('cache_size = -65536');
+  if (options.smallWrites) {
+    // Beside live traffic, a small page cache and frequent checkpoints keep batch's
+    // writes in small pieces. On ext4 (data=ordered) a unit's fsync also waits for
+    // other files' newly written data, so a ledger that piles up tens of MB of dirty
+    // pages and then flushes them at once stalls the units' commits: with a 64 MiB
+    // cache and the default 1,000-page checkpoint, the clearing step of a
+    // 200,000-account batch raised the per-second p99 of the authorizations beside it
+    // to a median of 10.4 ms (max 19.7); with 8 MiB and 256 pages (4 MiB), to 5.9 ms
+    // (max 9.6), against 4.5 ms without a batch. In a batch window the large cache
+    // is faster: the send step's marks at 1,000,000 accounts took 63 s against 52 s.
+    db.pragma('cache_size = -8192');
+    db.pragma('wal_autocheckpoint = 256');
+  } else {
+    db.pragma('cache_size = -65536');
+  }
   db.transaction(() => {
     db.exec(schema);
     writeMeta(db, 'schemaVersion', String(ledgerSchemaVersion));

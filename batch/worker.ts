@@ -22,8 +22,10 @@ export type BatchTask =
 // shared with the units, the kernel gives authorization work the CPU first, and the
 // batch takes what is left. On Linux the niceness of a thread is its own, so each
 // worker sets it for itself. A machine that forbids it leaves the default.
+const settings = (workerData ?? {}) as { niceness?: number; smallWrites?: boolean };
+
 try {
-  setPriority((workerData as { niceness?: number } | undefined)?.niceness ?? 10);
+  setPriority(settings.niceness ?? 10);
 } catch {
   // Not permitted: run at normal priority.
 }
@@ -34,7 +36,7 @@ const topologies = new Map<string, Topology>();
 function ledger(path: string): Database.Database {
   let db = ledgers.get(path);
   if (db === undefined) {
-    db = openLedger(path);
+    db = openLedger(path, { smallWrites: settings.smallWrites === true });
     ledgers.set(path, db);
   }
   return db;
