@@ -60,6 +60,8 @@ async function fetchPage(unitUrl: string, after: number, limit: number): Promise
   const response = await request(url, { headersTimeout: 30_000, bodyTimeout: 30_000 });
   const body = (await response.body.json()) as { entries?: FeedEntry[] };
   if (response.statusCode !== 200 || body.entries === undefined) throw new Error(`unit feed ${unitUrl} answered ${response.statusCode}`);
+  // A unit built before the accounting form answers objects (it does not know the format).
+  if (body.entries.length > 0 && !Array.isArray(body.entries[0])) throw new Error(`unit feed ${unitUrl} does not serve format=accounting (a unit of an older version?)`);
   return body.entries;
 }
 

@@ -10,13 +10,15 @@ import { join } from 'node:path';
 // Ledger rows are keyed by deterministic references, never by insertion order,
 // so an interrupted and resumed run yields exactly the rows of an uninterrupted one.
 
-// Every table that batch writes per account leads its key with the business date
-// and/or the partition, so that one step of one partition writes a contiguous run
-// of pages. With the account id first, the accounts of the 8 partitions sat
+// The tables that batch writes per account and partition (accounts, clearing,
+// entries, outbox) lead their keys with the business date and/or the partition, so
+// that one step of one partition writes a contiguous run of pages. With the account id first, the accounts of the 8 partitions sat
 // interleaved on every page: each partition's step rewrote nearly every page of
 // the accounts, entries and outbox (1.06 GB of writes in the post step of a
 // 200,000-account day, 5.3 KB per account). Measured in BENCHMARKS.md.
-export const ledgerSchemaVersion = 2;
+// Version 3: version 2 with the outbox's releases as the settle operation's JSON and
+// clearing and posting in one step (version 2 existed for a few commits only).
+export const ledgerSchemaVersion = 3;
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -121,7 +123,8 @@ CREATE TABLE IF NOT EXISTS statements (
   PRIMARY KEY (statement_date, account_id)
 ) STRICT, WITHOUT ROWID;
 
--- What each account's unit must apply, one row per account and step of a date:
+-- What each account's unit must apply, one row per account and kind of posting of a date
+-- (clearing, payment, interest and fees):
 -- the holds to release (the JSON of the settle operation's releases,
 -- [{"authorizationId", "minor"}], so that sending splices it in) and the change of
 -- the posted balance.

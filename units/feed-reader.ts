@@ -14,7 +14,7 @@ type Row = [number, number, string, string, string | null, number, string, strin
  *   picked apart by SQLite: [seq, at, kind, accountId, authorizationId, amount,
  *   currency, version, a, b, c] where a, b, c are, by kind,
  *     account.opened: product, credit limit currency, null
- *     auth.approved: type, transaction currency, fee (minor units; null when none)
+ *     auth.approved: type, transaction currency, fee (minor units; null when the detail has none)
  *     auth.refund: transaction amount (minor units), transaction currency, null
  *     hold.reversed: 1 when the reversal was full, else 0; null, null
  *   and null for other kinds. An approval's detail is ~190 bytes of nested JSON
