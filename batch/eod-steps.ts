@@ -161,8 +161,8 @@ function saveAccount(statement: Database.Statement, partition: number, a: Accoun
 
 /**
  * Posts the date's clearing records and the customers' payments. Records are taken
- * account by account, so each account is read and written once and sends the unit
- * one settlement for the day, whatever the number of its presentments.
+ * account by account, so each account is updated once and sends the unit one
+ * settlement for the day, whatever the number of its presentments.
  */
 function post({ db, date, partition, products }: StepContext, records: readonly ClearingRecord[], accounts: AccountTerms): number {
   const poster = new Poster(db, date, partition);

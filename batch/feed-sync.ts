@@ -72,7 +72,6 @@ function prepare(db: Database.Database) {
       (authorization_id, account_id, partition, type, approved_date, txn_currency, base_minor, fee_minor, hold_minor, status, gray) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     changeHold: db.prepare('UPDATE authorizations SET hold_minor = max(0, hold_minor + ?), base_minor = max(0, base_minor + ?), status = ? WHERE authorization_id = ?'),
     setStatus: db.prepare('UPDATE authorizations SET status = ? WHERE authorization_id = ?'),
-    selectStatus: db.prepare('SELECT status FROM authorizations WHERE authorization_id = ?').pluck(),
   };
 }
 

@@ -12,10 +12,11 @@ import { join } from 'node:path';
 
 // The tables that batch writes per account and partition (accounts, clearing,
 // entries, outbox) lead their keys with the business date and/or the partition, so
-// that one step of one partition writes a contiguous run of pages. With the account id first, the accounts of the 8 partitions sat
-// interleaved on every page: each partition's step rewrote nearly every page of
-// the accounts, entries and outbox (1.06 GB of writes in the post step of a
-// 200,000-account day, 5.3 KB per account). Measured in BENCHMARKS.md.
+// that one step of one partition writes a contiguous run of pages. With the
+// account id first, the accounts of the 8 partitions sat interleaved on every
+// page: each partition's step rewrote nearly every page of the accounts, entries
+// and outbox (1.06 GB of writes in the post step of a 200,000-account day, 5.3 KB
+// per account). Measured in BENCHMARKS.md.
 // Version 3: version 2 with the outbox's releases as the settle operation's JSON and
 // clearing and posting in one step (version 2 existed for a few commits only).
 export const ledgerSchemaVersion = 3;
@@ -69,8 +70,8 @@ CREATE TABLE IF NOT EXISTS accounts (
   PRIMARY KEY (partition, account_id)
 ) STRICT, WITHOUT ROWID;
 
--- Keyed by account within a date and partition: the post step reads a partition's
--- records account by account without a sort.
+-- Keyed by account within a date and partition: a partition's clearing file is
+-- inserted in key order, appending.
 CREATE TABLE IF NOT EXISTS clearing (
   business_date TEXT NOT NULL,
   partition INTEGER NOT NULL,

@@ -49,7 +49,8 @@ const accountingColumns = `json_array(seq, at, kind, account_id, authorization_i
 
 export class FeedReader {
   private readonly db: Database.Database;
-  private readonly filtered = new Map<string, Database.Statement>();
+  /** Prepared page queries, by kinds filter and columns. */
+  private readonly statements = new Map<string, Database.Statement>();
   private readonly last;
   private readonly totals;
 
@@ -84,12 +85,12 @@ export class FeedReader {
 
   private statement(kinds: string[] | null, selected: string): Database.Statement {
     const key = `${kinds?.join(',') ?? '*'}|${selected}`;
-    let statement = this.filtered.get(key);
+    let statement = this.statements.get(key);
     if (statement === undefined) {
       const where = kinds === null ? 'seq > ?' : `seq > ? AND kind IN (${kinds.map(() => '?').join(',')})`;
       const prepared = this.db.prepare(`SELECT ${selected} FROM journal WHERE ${where} ORDER BY seq LIMIT ?`);
       statement = selected === accountingColumns ? prepared.pluck() : prepared.raw();
-      this.filtered.set(key, statement);
+      this.statements.set(key, statement);
     }
     return statement;
   }
