@@ -8,6 +8,7 @@ import { calendarOf } from '../domain/authorize-rules.js';
 import { loadTopology } from '../domain/topology.js';
 import { addDays, isoDatePattern } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
+import { pieceAccountsDefault } from './eod-steps.js';
 
 const help = `Usage: npm run batch -- <command> [options]
 
@@ -32,6 +33,8 @@ Options:
                     idle I/O class (ionice -c 3): the kernel gives the batch CPU and
                     disk only when no authorization work wants them
   --partitions N    partitions per unit (default ${partitionsDefault})
+  --piece-accounts N  accounts per transaction of the clearing step (default
+                    ${pieceAccountsDefault}); a crash inside the step resumes after the last piece
   --poll-seconds S  schedule: how often to read the clock (default 5)
   --json            print the result as one JSON object
   --help            this text`;
@@ -90,7 +93,7 @@ async function main(): Promise<void> {
       date: { type: 'string' }, topology: { type: 'string' }, 'batch-dir': { type: 'string' }, threads: { type: 'string', default: '1' },
       partitions: { type: 'string', default: String(partitionsDefault) }, 'poll-seconds': { type: 'string', default: '5' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false }, window: { type: 'boolean', default: false },
-      idle: { type: 'boolean', default: false },
+      idle: { type: 'boolean', default: false }, 'piece-accounts': { type: 'string', default: String(pieceAccountsDefault) },
     },
   });
   const command = positionals[0];
@@ -108,8 +111,10 @@ async function main(): Promise<void> {
   const batchRoot = values['batch-dir'] ?? join(repoRoot, 'deploy/data/batch');
   const threads = Number(values.threads);
   const partitions = Number(values.partitions);
+  const pieceAccounts = Number(values['piece-accounts']);
+  if (!Number.isInteger(pieceAccounts) || pieceAccounts < 1) throw new Error('--piece-accounts must be a whole number of at least 1');
   const base = {
-    topology: topology.file, topologyPath, batchRoot, threads, partitions,
+    topology: topology.file, topologyPath, batchRoot, threads, partitions, pieceAccounts,
     ...(values.window === true ? { pressure: 'full' as const, niceness: 0 } : {}),
   };
   // Fault injection for the restart tests: DSU_BATCH_KILL_AFTER_TASKS=N kills this

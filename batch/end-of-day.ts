@@ -27,6 +27,8 @@ export interface EndOfDayOptions {
   partitions: number;
   /** Scheduling niceness of the batch threads (0 normal .. 19 lowest); default 10. */
   niceness?: number;
+  /** Accounts per transaction of the clearing step (see eod-steps.ts); the ledger is the same whatever the size. */
+  pieceAccounts?: number;
   /** How hard postings press on the units (see send-postings.ts); default 'bounded'. */
   pressure?: SendPressure;
   onProgress?: (done: number, total: number, what: string) => void;
@@ -103,7 +105,8 @@ async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions
   // threads are kept busy by the other units.
   for (const step of stepNames) {
     for (const partition of partitions) {
-      await run({ kind: 'step', step, ledgerPath: path, date: options.date, partition, topologyPath: options.topologyPath }, `${unitId} ${step} ${partition}`);
+      const pieces = options.pieceAccounts === undefined ? {} : { pieceAccounts: options.pieceAccounts };
+      await run({ kind: 'step', step, ledgerPath: path, date: options.date, partition, topologyPath: options.topologyPath, ...pieces }, `${unitId} ${step} ${partition}`);
     }
   }
   // One task sends all of the unit's postings, with several requests in flight: with

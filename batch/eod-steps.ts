@@ -6,7 +6,7 @@ import {
   addDays, applyPayment, balanceEffect, dailyInterestUnits, dayOfMonth, feeOnMinor, interestToPost,
   minimumPaymentMinor, postingLines, type Buckets, type PostingKind,
 } from './accounting-rules.js';
-import { markStepDone, stepDone } from './ledger-store.js';
+import { deleteCursor, markStepDone, readCursor, stepDone, writeCursor } from './ledger-store.js';
 import {
   chargebackAfterDays, chargebacksFor, forcePostsFor, paymentFor, presentmentLookbackDays, presentmentsFor, refundsFor,
   type AuthorizationView, type ClearingRecord,
@@ -23,7 +23,18 @@ export interface StepContext {
   date: string;
   partition: number;
   products: ProductTable;
+  /** Accounts per transaction of the clearing step (see clearAndPost); default pieceAccountsDefault. */
+  pieceAccounts?: number;
+  /** Called after each committed piece of the clearing step (fault injection for the restart tests). */
+  onPiece?: () => void;
 }
+
+/**
+ * Accounts per piece of the clearing step. A piece of 2,048 accounts writes about
+ * 1-2 MB, so a ledger beside live traffic checkpoints every few pieces instead of
+ * once per partition (see clearAndPost).
+ */
+export const pieceAccountsDefault = 2048;
 
 interface AccountRow {
   account_id: string;
@@ -57,7 +68,7 @@ const periodColumn: Record<PostingKind, keyof AccountRow & `period_${string}`> =
 
 /**
  * The steps of a date, in order. 'clear' takes the network's clearing file and
- * posts it (with the customers' payments) in one transaction, so the records are
+ * posts it (with the customers' payments), piece by piece, so the records are
  * posted from memory: reading them back cost 40% of the posting.
  */
 export const stepNames = ['clear', 'accrue'] as const;
@@ -66,29 +77,87 @@ export type StepName = (typeof stepNames)[number];
 export function runStep(step: StepName, context: StepContext): number {
   const { db, date, partition } = context;
   if (stepDone(db, date, step, partition)) return 0;
+  if (step === 'clear') return clearAndPost(context);
   return db.transaction(() => {
-    let count: number;
-    if (step === 'clear') {
-      const { records, accounts } = clear(context);
-      count = post(context, records, accounts);
-      // Reconciliation lists a partition whose clearing is not posted.
-      markStepDone(db, date, 'post', partition);
-    } else {
-      count = accrue(context);
-    }
+    const count = accrue(context);
     markStepDone(db, date, step, partition);
     return count;
   }).immediate();
 }
 
+/**
+ * Clearing and posting of a partition, in pieces of consecutive accounts. Each
+ * piece is one transaction that stores and posts the clearing records and the
+ * payments of its accounts and moves the step's cursor (the last account done)
+ * past them; the last piece also marks the step done. The clearing file is a
+ * function of what the step does not write (the authorizations, the accounts and
+ * an earlier date's clearing), so a run killed inside the step builds the same
+ * file again and starts after the cursor: nothing posts twice, nothing is missed,
+ * and the ledger is the same whatever the piece size.
+ *
+ * Why pieces: a checkpoint cannot run inside a transaction. With the partition in
+ * one transaction, a 1,000,000-account day wrote tens of MB to the log and then
+ * copied and synced it at once, and the units' commits beside it waited for that
+ * flush (the per-second p99 of the load beside the step: 10.6-11.3 ms against
+ * about 5.5 ms in the send step).
+ */
+function clearAndPost(context: StepContext): number {
+  const { db, date, partition } = context;
+  const pieceAccounts = context.pieceAccounts ?? pieceAccountsDefault;
+  assert(Number.isInteger(pieceAccounts) && pieceAccounts >= 1, 'a piece holds at least one account');
+  const file = clearingFile(context);
+  const after = readCursor(db, date, 'clear', partition);
+  const ids = file.accountIds.filter((id) => id > after);
+  let index = 0;
+  while (index < file.records.length && (file.records[index] as ClearingRecord).accountId <= after) index++;
+  const poster = new Poster(db, date, partition);
+  const posting = new ClearingPoster(context, poster, file.accounts);
+  let count = 0;
+  let low = after;
+  for (let start = 0; start < ids.length || start === 0; start += pieceAccounts) {
+    const last = start + pieceAccounts >= ids.length;
+    const high = ids[Math.min(start + pieceAccounts, ids.length) - 1] ?? after;
+    db.transaction(() => {
+      const insert = file.insert;
+      let end = index;
+      while (end < file.records.length && (file.records[end] as ClearingRecord).accountId <= high) end++;
+      for (let i = index; i < end; i++) insert(file.records[i] as ClearingRecord);
+      count += posting.clearing(file.records, index, end);
+      count += posting.payments(low, high);
+      index = end;
+      if (last) {
+        assert(index === file.records.length, 'every clearing record names an account of the partition');
+        deleteCursor(db, date, 'clear', partition);
+        // Reconciliation lists a partition whose clearing is not posted.
+        markStepDone(db, date, 'post', partition);
+        markStepDone(db, date, 'clear', partition);
+      } else {
+        writeCursor(db, date, 'clear', partition, high);
+      }
+    }).immediate();
+    low = high;
+    context.onPiece?.();
+  }
+  return count;
+}
+
 /** An account's product and billing currency, by id. */
 type AccountTerms = Map<string, { product: string; currency: string }>;
 
-/** The network's clearing file for the date, stored before anything is posted from it; records come back in key order. */
-function clear({ db, date, partition, products }: StepContext): { records: ClearingRecord[]; accounts: AccountTerms } {
-  const accountRows = db.prepare('SELECT account_id, product, currency, opened_date FROM accounts WHERE partition = ?').raw().all(partition) as Array<[string, string, string, string]>;
+interface ClearingFile {
+  /** In key order: account by account. */
+  records: ClearingRecord[];
+  accounts: AccountTerms;
+  /** Every account of the partition, in key order. */
+  accountIds: string[];
+  insert: (record: ClearingRecord) => void;
+}
+
+/** The network's clearing file for the date; records come back in key order. Reads only. */
+function clearingFile({ db, date, partition, products }: StepContext): ClearingFile {
+  const accountRows = db.prepare('SELECT account_id, product, currency, opened_date FROM accounts WHERE partition = ? ORDER BY account_id').raw().all(partition) as Array<[string, string, string, string]>;
   const accounts: AccountTerms = new Map(accountRows.map(([accountId, product, currency]) => [accountId, { product, currency }]));
-  const accountIds = accountRows.filter(([, , , openedDate]) => openedDate < date).map(([accountId]) => accountId);
+  const openedBefore = accountRows.filter(([, , , openedDate]) => openedDate < date).map(([accountId]) => accountId);
   // Rows as arrays, made objects here: better-sqlite3's own objects cost a third more (250 against 190 ms for 100,000).
   const authRows = db.prepare(`SELECT authorization_id, account_id, type, approved_date, base_minor, fee_minor, hold_minor, status
     FROM authorizations WHERE partition = ? AND approved_date >= ? AND approved_date < ?`).raw().all(partition, addDays(date, -presentmentLookbackDays), date) as Array<[string, string, string, string, number, number, number, string]>;
@@ -99,14 +168,16 @@ function clear({ db, date, partition, products }: StepContext): { records: Clear
   const presentedEarlier = db.prepare(`SELECT record_id AS recordId, account_id AS accountId, amount_minor AS amountMinor FROM clearing
     WHERE business_date = ? AND partition = ? AND kind = 'purchase'`).all(addDays(date, -chargebackAfterDays), partition) as Array<{ recordId: string; accountId: string; amountMinor: number }>;
   const records: ClearingRecord[] = [
-    ...presentmentsFor(date, auths, expiryDays), ...refundsFor(date, auths), ...forcePostsFor(date, accountIds), ...chargebacksFor(presentedEarlier),
+    ...presentmentsFor(date, auths, expiryDays), ...refundsFor(date, auths), ...forcePostsFor(date, openedBefore), ...chargebacksFor(presentedEarlier),
   ];
-  const insert = db.prepare(`INSERT OR IGNORE INTO clearing (business_date, partition, account_id, record_id, kind, match, authorization_id, amount_minor, fee_minor, release_minor)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   // In key order, so the inserts append.
   records.sort((a, b) => compare(a.accountId, b.accountId) || compare(a.recordId, b.recordId));
-  for (const r of records) insert.run(date, partition, r.accountId, r.recordId, r.kind, r.match, r.authorizationId, r.amountMinor, r.feeMinor, r.releaseMinor);
-  return { records, accounts };
+  const statement = db.prepare(`INSERT OR IGNORE INTO clearing (business_date, partition, account_id, record_id, kind, match, authorization_id, amount_minor, fee_minor, release_minor)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  const insert = (r: ClearingRecord): void => {
+    statement.run(date, partition, r.accountId, r.recordId, r.kind, r.match, r.authorizationId, r.amountMinor, r.feeMinor, r.releaseMinor);
+  };
+  return { records, accounts, accountIds: accountRows.map(([accountId]) => accountId), insert };
 }
 
 /** Binary order, as SQLite compares TEXT keys. */
@@ -164,45 +235,69 @@ function saveAccount(statement: Database.Statement, partition: number, a: Accoun
  * account by account, so each account is updated once and sends the unit one
  * settlement for the day, whatever the number of its presentments.
  */
-function post({ db, date, partition, products }: StepContext, records: readonly ClearingRecord[], accounts: AccountTerms): number {
-  const poster = new Poster(db, date, partition);
-  const save = db.prepare(updateAccount);
-  // Clearing only adds to an account's buckets, so the account is not read: its
-  // changes are summed on a row of zeros and added in one UPDATE. Reading and
-  // rewriting every row whole cost a quarter of the step.
-  const add = db.prepare(`UPDATE accounts SET purchase_minor = purchase_minor + ?, cash_minor = cash_minor + ?, fee_minor = fee_minor + ?,
-    period_purchases_minor = period_purchases_minor + ?, period_cash_minor = period_cash_minor + ?, period_credits_minor = period_credits_minor + ?,
-    period_fees_minor = period_fees_minor + ? WHERE partition = ? AND account_id = ?`);
-  // Records come in key order: account by account.
-  let index = 0;
-  while (index < records.length) {
-    const accountId = (records[index] as ClearingRecord).accountId;
-    const terms = accounts.get(accountId);
-    assert(terms !== undefined, 'a clearing record names an account of the unit');
-    const change: AccountRow = { ...zeroAccount, account_id: accountId, product: terms.product, currency: terms.currency };
-    const product = products.get(terms.product) as Product;
-    const releases: SettleOp['releases'] = [];
-    let postMinor = 0;
-    for (; index < records.length && (records[index] as ClearingRecord).accountId === accountId; index++) {
-      postMinor += postClearing(poster, change, records[index] as ClearingRecord, product, releases);
+class ClearingPoster {
+  private readonly save;
+  private readonly add;
+  private readonly selectPayers;
+  private readonly date: string;
+  private readonly partition: number;
+  private readonly products: ProductTable;
+
+  constructor(context: StepContext, private readonly poster: Poster, private readonly accounts: AccountTerms) {
+    const { db } = context;
+    this.date = context.date;
+    this.partition = context.partition;
+    this.products = context.products;
+    this.save = db.prepare(updateAccount);
+    // Clearing only adds to an account's buckets, so the account is not read: its
+    // changes are summed on a row of zeros and added in one UPDATE. Reading and
+    // rewriting every row whole cost a quarter of the step.
+    this.add = db.prepare(`UPDATE accounts SET purchase_minor = purchase_minor + ?, cash_minor = cash_minor + ?, fee_minor = fee_minor + ?,
+      period_purchases_minor = period_purchases_minor + ?, period_cash_minor = period_cash_minor + ?, period_credits_minor = period_credits_minor + ?,
+      period_fees_minor = period_fees_minor + ? WHERE partition = ? AND account_id = ?`);
+    this.selectPayers = db.prepare(`SELECT * FROM accounts WHERE partition = ? AND account_id > ? AND account_id <= ?
+      AND due_date = ? AND statement_closing > 0`);
+  }
+
+  /** Posts records[from, to), which come in key order: account by account. Returns how many. */
+  clearing(records: readonly ClearingRecord[], from: number, to: number): number {
+    const { date, partition, poster } = this;
+    let index = from;
+    while (index < to) {
+      const accountId = (records[index] as ClearingRecord).accountId;
+      const terms = this.accounts.get(accountId);
+      assert(terms !== undefined, 'a clearing record names an account of the unit');
+      const change: AccountRow = { ...zeroAccount, account_id: accountId, product: terms.product, currency: terms.currency };
+      const product = this.products.get(terms.product) as Product;
+      const releases: SettleOp['releases'] = [];
+      let postMinor = 0;
+      for (; index < to && (records[index] as ClearingRecord).accountId === accountId; index++) {
+        postMinor += postClearing(poster, change, records[index] as ClearingRecord, product, releases);
+      }
+      assert(change.interest_minor === 0 && change.period_payments_minor === 0 && change.period_interest_minor === 0, 'clearing moves purchases, cash, fees and credits only');
+      poster.outbox(`clearing:${date}:${change.account_id}`, change, releases, postMinor, 'clearing');
+      this.add.run(change.purchase_minor, change.cash_minor, change.fee_minor, change.period_purchases_minor, change.period_cash_minor, change.period_credits_minor,
+        change.period_fees_minor, partition, change.account_id);
     }
-    assert(change.interest_minor === 0 && change.period_payments_minor === 0 && change.period_interest_minor === 0, 'clearing moves purchases, cash, fees and credits only');
-    poster.outbox(`clearing:${date}:${change.account_id}`, change, releases, postMinor, 'clearing');
-    add.run(change.purchase_minor, change.cash_minor, change.fee_minor, change.period_purchases_minor, change.period_cash_minor, change.period_credits_minor,
-      change.period_fees_minor, partition, change.account_id);
+    return to - from;
   }
-  const payers = db.prepare('SELECT * FROM accounts WHERE partition = ? AND due_date = ? AND statement_closing > 0').all(partition, addDays(date, 3)) as AccountRow[];
-  for (const account of payers) {
-    const paymentMinor = paymentFor(account.account_id, account.statement_date, account.statement_closing, account.minimum_due);
-    if (paymentMinor <= 0) continue;
-    const reference = `pay:${account.account_id}:${account.statement_date}`;
-    poster.entry(reference, account, 'payment', paymentMinor);
-    poster.outbox(reference, account, [], -paymentMinor, 'payment');
-    setBuckets(account, applyPayment(bucketsOf(account), paymentMinor));
-    account.paid_since_statement += paymentMinor;
-    saveAccount(save, partition, account);
+
+  /** The payments of the accounts in (low, high] whose statement is due in three days, after their clearing. Returns how many. */
+  payments(low: string, high: string): number {
+    const { date, partition, poster } = this;
+    const payers = this.selectPayers.all(partition, low, high, addDays(date, 3)) as AccountRow[];
+    for (const account of payers) {
+      const paymentMinor = paymentFor(account.account_id, account.statement_date, account.statement_closing, account.minimum_due);
+      if (paymentMinor <= 0) continue;
+      const reference = `pay:${account.account_id}:${account.statement_date}`;
+      poster.entry(reference, account, 'payment', paymentMinor);
+      poster.outbox(reference, account, [], -paymentMinor, 'payment');
+      setBuckets(account, applyPayment(bucketsOf(account), paymentMinor));
+      account.paid_since_statement += paymentMinor;
+      saveAccount(this.save, partition, account);
+    }
+    return payers.length;
   }
-  return records.length + payers.length;
 }
 
 /** Posts one clearing record to the ledger and the account; returns its effect on the posted balance. */

@@ -148,6 +148,17 @@ CREATE TABLE IF NOT EXISTS steps (
   done_at TEXT NOT NULL,
   PRIMARY KEY (business_date, step, partition)
 ) STRICT, WITHOUT ROWID;
+
+-- A step that commits in pieces (clearing and posting) records here the last
+-- account it has done, until the step is done. Added in version 3 without a new
+-- version: a ledger without the table has no step in progress.
+CREATE TABLE IF NOT EXISTS step_cursors (
+  business_date TEXT NOT NULL,
+  step TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  last_account TEXT NOT NULL,
+  PRIMARY KEY (business_date, step, partition)
+) STRICT, WITHOUT ROWID;
 `;
 
 export function ledgerPath(batchRoot: string, unitId: string): string {
@@ -215,4 +226,19 @@ export function stepDone(db: Database.Database, date: string, step: string, part
 
 export function markStepDone(db: Database.Database, date: string, step: string, partition: number): void {
   db.prepare('INSERT OR IGNORE INTO steps (business_date, step, partition, done_at) VALUES (?, ?, ?, ?)').run(date, step, partition, new Date().toISOString());
+}
+
+/** The last account a step in progress has done, or '' (before every account id). */
+export function readCursor(db: Database.Database, date: string, step: string, partition: number): string {
+  const row = db.prepare('SELECT last_account FROM step_cursors WHERE business_date = ? AND step = ? AND partition = ?').pluck().get(date, step, partition) as string | undefined;
+  return row ?? '';
+}
+
+export function writeCursor(db: Database.Database, date: string, step: string, partition: number, lastAccount: string): void {
+  db.prepare(`INSERT INTO step_cursors (business_date, step, partition, last_account) VALUES (?, ?, ?, ?)
+    ON CONFLICT (business_date, step, partition) DO UPDATE SET last_account = excluded.last_account`).run(date, step, partition, lastAccount);
+}
+
+export function deleteCursor(db: Database.Database, date: string, step: string, partition: number): void {
+  db.prepare('DELETE FROM step_cursors WHERE business_date = ? AND step = ? AND partition = ?').run(date, step, partition);
 }

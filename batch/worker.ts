@@ -14,7 +14,7 @@ import { sendPostings, type SendPressure } from './send-postings.js';
 
 export type BatchTask =
   | { kind: 'sync'; ledgerPath: string; unitUrl: string; topologyPath: string; partitions: number }
-  | { kind: 'step'; step: StepName; ledgerPath: string; date: string; partition: number; topologyPath: string }
+  | { kind: 'step'; step: StepName; ledgerPath: string; date: string; partition: number; topologyPath: string; pieceAccounts?: number }
   | { kind: 'send'; ledgerPath: string; unitUrl: string; pressure: SendPressure }
   | { kind: 'reconcile'; ledgerPath: string; unitId: string; unitUrl: string; date: string };
 
@@ -29,6 +29,15 @@ try {
 } catch {
   // Not permitted: run at normal priority.
 }
+
+// Fault injection for the restart tests: DSU_BATCH_KILL_AFTER_PIECES=N kills the
+// process with SIGKILL once this thread has committed N pieces of a step, the way a
+// crash inside a step would (DSU_BATCH_KILL_AFTER_TASKS in cli.ts kills between tasks).
+const killAfterPieces = Number(process.env['DSU_BATCH_KILL_AFTER_PIECES'] ?? 'NaN');
+let pieces = 0;
+const onPiece = Number.isNaN(killAfterPieces) ? undefined : (): void => {
+  if (++pieces >= killAfterPieces) process.kill(process.pid, 'SIGKILL');
+};
 
 const ledgers = new Map<string, Database.Database>();
 const topologies = new Map<string, Topology>();
@@ -74,7 +83,10 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
       return syncFeed(ledger(task.ledgerPath), { unitUrl: task.unitUrl, partitions: task.partitions, fx, utcOffsetMinutes: file.businessDayUtcOffsetMinutes });
     }
     case 'step':
-      return runStep(task.step, { db: ledger(task.ledgerPath), date: task.date, partition: task.partition, products: topology(task.topologyPath).products });
+      return runStep(task.step, {
+        db: ledger(task.ledgerPath), date: task.date, partition: task.partition, products: topology(task.topologyPath).products,
+        ...(task.pieceAccounts === undefined ? {} : { pieceAccounts: task.pieceAccounts }), ...(onPiece === undefined ? {} : { onPiece }),
+      });
     case 'send':
       return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.pressure);
     case 'reconcile':

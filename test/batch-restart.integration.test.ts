@@ -17,8 +17,9 @@ import { call, startCluster } from './helpers.js';
 // day for twelve business days with the units' clock moving a day before each run
 // (so holds expire and late presentments arrive). Every day must reconcile with
 // no unexplained mismatch, and over the stretch every clearing case must occur.
-// On the busiest day a second copy of the ledger is run by the CLI, killed with
-// SIGKILL midway, and run again: it must end identical to the uninterrupted run.
+// On the busiest day copies of the ledger are run by the CLI, killed with SIGKILL
+// midway (once between tasks, once inside the clearing step after some of its
+// pieces committed), and run again: each must end identical to the uninterrupted run.
 
 let cluster: Cluster;
 let root: string;
@@ -55,8 +56,8 @@ function backup(from: string, to: string): Promise<unknown> {
   return db.backup(to).finally(() => db.close());
 }
 
-function runCli(date: string, batchRoot: string, env: Record<string, string> = {}): ReturnType<typeof spawnSync> {
-  return spawnSync(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), 'eod', '--date', date, '--topology', cluster.topologyPath, '--batch-dir', batchRoot, '--partitions', '4', '--json'], {
+function runCli(date: string, batchRoot: string, env: Record<string, string> = {}, args: string[] = []): ReturnType<typeof spawnSync> {
+  return spawnSync(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), 'eod', '--date', date, '--topology', cluster.topologyPath, '--batch-dir', batchRoot, '--partitions', '4', '--json', ...args], {
     env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000,
   });
 }
@@ -82,15 +83,37 @@ describe('end of day over a simulated stretch of days', () => {
         continue;
       }
       // The busiest day: most presentments land the day after the traffic.
-      const before = join(root, 'snapshot');
-      for (const unit of cluster.topology.units) await backup(ledgerPath(batchRoot, unit.id), ledgerPath(before, unit.id));
+      const kills = [
+        { name: 'between-tasks', env: { DSU_BATCH_KILL_AFTER_TASKS: '20' }, args: [] as string[] },
+        // 250 accounts a partition in pieces of 16: the kill lands inside a partition's clearing step.
+        { name: 'inside-a-step', env: { DSU_BATCH_KILL_AFTER_PIECES: '20' }, args: ['--piece-accounts', '16'] },
+      ];
+      for (const kill of kills) {
+        const copy = join(root, kill.name);
+        for (const unit of cluster.topology.units) await backup(ledgerPath(batchRoot, unit.id), ledgerPath(copy, unit.id));
+      }
       results.push(await runEndOfDay({ topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, date, threads: 1, partitions: 4 }));
-      const killed = runCli(date, before, { DSU_BATCH_KILL_AFTER_TASKS: '20' });
-      expect(killed.signal).toBe('SIGKILL');
-      const resumed = runCli(date, before);
-      expect(resumed.status, String(resumed.stderr)).toBe(0);
-      for (const unit of cluster.topology.units) {
-        expect(dump(ledgerPath(before, unit.id))).toEqual(dump(ledgerPath(batchRoot, unit.id)));
+      for (const kill of kills) {
+        const copy = join(root, kill.name);
+        const killed = runCli(date, copy, kill.env, kill.args);
+        expect(killed.signal, kill.name).toBe('SIGKILL');
+        if (kill.name === 'inside-a-step') {
+          const cursors = cluster.topology.units.map((unit) => {
+            const db = new Database(ledgerPath(copy, unit.id), { readonly: true });
+            try {
+              return db.prepare("SELECT count(*) FROM step_cursors WHERE step = 'clear'").pluck().get() as number;
+            } finally {
+              db.close();
+            }
+          });
+          expect(cursors.reduce((sum, count) => sum + count, 0), 'a clearing step was left in progress').toBeGreaterThan(0);
+        }
+        // Resumed with the default piece size: the ledger does not depend on it.
+        const resumed = runCli(date, copy);
+        expect(resumed.status, String(resumed.stderr)).toBe(0);
+        for (const unit of cluster.topology.units) {
+          expect(dump(ledgerPath(copy, unit.id)), kill.name).toEqual(dump(ledgerPath(batchRoot, unit.id)));
+        }
       }
     }
     for (const result of results) expect(result.units.flatMap((unit) => unit.mismatches), result.date).toEqual([]);
