@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { ApiError } from '../domain/errors.js';
 import { readBody, readBodyThen, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
+import { ChannelFront, type FrontHandler, type FrontReply } from './channel-front.js';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import { isAccountId, makeAccountId, parsePan } from '../domain/pan.js';
@@ -61,6 +62,7 @@ export class GatewayServer {
   readonly standIn: StandIn | null;
   private readonly adminAuth: AdminAuth;
   private readonly server: Server;
+  private readonly front: ChannelFront;
   private readonly inflight = new Map<Channel, number>(channels.map((channel) => [channel, 0]));
   /** Account numbers: random, or from a seeded sequence when options.accountIdSeed is set (repeatable runs). */
   private readonly drawAccountNumber: () => number;
@@ -93,7 +95,7 @@ export class GatewayServer {
     });
     const hashCard = (pan: string): string => panHash(options.cardKeys, pan).toString('hex');
     this.grayAdmin = new GrayAdmin(this.gray, this.adminAuth, unitIds, hashCard, () => this.describeInstances());
-    this.server = createServer({ keepAliveTimeout: 60_000, requestTimeout: 30_000 }, (request, response) => {
+    this.server = createServer({ keepAliveTimeout: keepAliveMs, requestTimeout: 30_000 }, (request, response) => {
       if (request.method === 'POST' && request.url === '/v1/authorizations') {
         this.authorize(request, response, performance.now());
         return;
@@ -103,6 +105,24 @@ export class GatewayServer {
         if (!response.headersSent) sendError(response, new ApiError('INTERNAL', 'the gateway failed unexpectedly', null));
       });
     });
+    // Channel requests in their plain form are read by the lean front door; the
+    // rest (admin, accounts, anything unusual) by node:http (see channel-front.ts).
+    const authorizeFront: FrontHandler = (headers, body, reply) => this.authorizeRequest(headers, body, reply, performance.now());
+    const followUpFront: FrontHandler = (headers, body, reply, target) => {
+      const parts = target.split('/');
+      const started = performance.now();
+      const increment = parts[4] === 'increments';
+      this.followUpRequest(headers, body, decodeURIComponent(parts[3] ?? ''), increment, reply, () => {
+        this.metrics.onRequest(increment ? 'increments' : 'reversals', (performance.now() - started) / 1000);
+      });
+    };
+    this.front = new ChannelFront(this.server, (method, target) => {
+      if (method !== 'POST') return null;
+      if (target === '/v1/authorizations') return authorizeFront;
+      const parts = target.split('/');
+      // A target with % escapes or a query goes to node:http, which decodes it and answers a bad one.
+      return isFollowUpPath(parts) && !target.includes('%') && !target.includes('?') ? followUpFront : null;
+    }, { headerBytesMax: 16 * 1024, bodyBytesMax: limits.requestBodyBytesMax, idleTimeoutMs: keepAliveMs });
   }
 
   /** Listens once every HA unit has a primary (or after haReadyTimeoutMs, with those units down). */
@@ -113,6 +133,7 @@ export class GatewayServer {
   }
 
   async close(): Promise<void> {
+    this.front.close();
     this.server.closeIdleConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.gray.close();
@@ -206,9 +227,9 @@ export class GatewayServer {
     if (method === 'POST' && path === '/v1/authorizations') {
       // With a query string; the plain path is dispatched before route().
       return this.authorize(request, response, started);
-    } else if (method === 'POST' && parts.length === 5 && parts[2] === 'authorizations' && (parts[4] === 'reversals' || parts[4] === 'increments')) {
-      routeName = parts[4];
-      await this.followUp(request, response, decodeURIComponent(parts[3] ?? ''), parts[4] === 'increments');
+    } else if (method === 'POST' && isFollowUpPath(parts)) {
+      routeName = parts[4] as string;
+      await this.followUp(request, response, parts[3] ?? '', parts[4] === 'increments');
     } else if (path.startsWith('/v1/accounts') || path === '/v1/cards/status') {
       routeName = 'accounts';
       await this.accounts(request, response, method, parts);
@@ -250,41 +271,42 @@ export class GatewayServer {
     return body;
   }
 
+  /** node:http's form of the authorization route: the body read, then the channel route. */
+  private authorize(request: IncomingMessage, response: ServerResponse, startedMs: number): void {
+    readBodyThen(request, limits.requestBodyBytesMax, (read) => {
+      if (!read.ok) return sendError(response, read.error);
+      this.authorizeRequest(request.headers, read.body, nodeReply(response), startedMs);
+    });
+  }
+
   /**
    * The authorization path, written with callbacks rather than async/await: it is
    * the one route at tens of thousands of requests per second, and every promise
    * and async frame per request showed in the gateway's CPU per request.
    */
-  private authorize(request: IncomingMessage, response: ServerResponse, startedMs: number): void {
-    const key = parseIdempotencyKey(request.headers['idempotency-key'], true);
-    const type = request.headers['content-type'];
-    const force = parseGrayHeader(request.headers['x-gray']);
-    if (key instanceof ApiError || force instanceof ApiError || (type !== undefined && !type.startsWith('application/json'))) {
-      request.resume();
-      const error = key instanceof ApiError ? key : force instanceof ApiError ? force : new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json', null);
-      return sendError(response, error);
-    }
-    readBodyThen(request, limits.requestBodyBytesMax, (read) => {
-      if (!read.ok) return sendError(response, read.error);
-      const body = parseJsonObject(read.body);
-      if (body instanceof ApiError) return sendError(response, body);
-      const auth = parseAuthorization(body);
-      if (auth instanceof ApiError) return sendError(response, auth);
-      this.authorizeParsed(auth, key as string, force, response, startedMs);
-    });
+  private authorizeRequest(headers: RequestHeaders, raw: Buffer, reply: FrontReply, startedMs: number): void {
+    const key = parseIdempotencyKey(headers['idempotency-key'], true);
+    if (key instanceof ApiError) return replyError(reply, key);
+    const checked = checkChannelHeaders(headers);
+    if (checked instanceof ApiError) return replyError(reply, checked);
+    const body = parseJsonObject(raw);
+    if (body instanceof ApiError) return replyError(reply, body);
+    const auth = parseAuthorization(body);
+    if (auth instanceof ApiError) return replyError(reply, auth);
+    this.authorizeParsed(auth, key as string, checked, reply, startedMs);
   }
 
-  private authorizeParsed(auth: AuthorizationRequest, key: string, force: GrayHeader, response: ServerResponse, startedMs: number): void {
+  private authorizeParsed(auth: AuthorizationRequest, key: string, force: GrayHeader, reply: FrontReply, startedMs: number): void {
     const pan = parsePan(auth.card.number);
     const channel = auth.channel;
     if (!pan.ok) {
       this.metrics.onAuthorization(channel, '-', 'stable', false, responseCodes.unknownCard);
-      return sendJson(response, 200, declineBody(responseCodes.unknownCard, null, 'stable'));
+      return reply.send(200, JSON.stringify(declineBody(responseCodes.unknownCard, null, 'stable')));
     }
     const inflight = this.inflight.get(channel) ?? 0;
     if (inflight >= limits.inflightPerChannelMax) {
       this.metrics.shed.labels(channel).inc();
-      return sendError(response, new ApiError('CHANNEL_OVERLOADED', `channel ${channel} has ${inflight} requests in flight; retry later`, 'channel'));
+      return replyError(reply, new ApiError('CHANNEL_OVERLOADED', `channel ${channel} has ${inflight} requests in flight; retry later`, 'channel'));
     }
     this.inflight.set(channel, inflight + 1);
     this.metrics.inflightChange(channel, 1);
@@ -300,11 +322,11 @@ export class GatewayServer {
       if (result === null) {
         this.metrics.onAuthorization(channel, unitId, version, false, responseCodes.unitUnavailable);
         this.gray.onAnswer(version, 200, responseCodes.unitUnavailable, false, latencyMs);
-        sendJson(response, 200, declineBody(responseCodes.unitUnavailable, unitId, version));
+        reply.send(200, JSON.stringify(declineBody(responseCodes.unitUnavailable, unitId, version)));
       } else {
         this.metrics.onAuthorization(channel, unitId, version, result.approved, result.code);
         this.gray.onAnswer(version, result.status, result.code, result.approved, latencyMs);
-        sendJsonText(response, result.status, result.body);
+        reply.send(result.status, result.body);
       }
       this.metrics.onRequest('authorize', latencyMs / 1000);
     };
@@ -315,33 +337,51 @@ export class GatewayServer {
     }, done);
   }
 
-  private async followUp(request: IncomingMessage, response: ServerResponse, authorizationId: string, increment: boolean): Promise<void> {
-    const key = parseIdempotencyKey(request.headers['idempotency-key'], false);
-    const force = parseGrayHeader(request.headers['x-gray']);
-    if (key instanceof ApiError || force instanceof ApiError) {
+  /** node:http's form of a follow-up route; `rawId` is the path segment, still %-encoded. */
+  private async followUp(request: IncomingMessage, response: ServerResponse, rawId: string, increment: boolean): Promise<void> {
+    let authorizationId: string;
+    try {
+      authorizationId = decodeURIComponent(rawId);
+    } catch {
       request.resume();
-      return sendError(response, key instanceof ApiError ? key : force as ApiError);
+      return sendError(response, new ApiError('AUTHORIZATION_NOT_FOUND', 'the authorization id is not a valid path segment', 'authorizationId'));
     }
-    const body = await this.readJson(request, response);
-    if (body === null) return;
+    const read = await readBody(request, limits.requestBodyBytesMax);
+    if (!read.ok) return sendError(response, read.error);
+    await new Promise<void>((resolve) => this.followUpRequest(request.headers, read.body, authorizationId, increment, nodeReply(response), resolve));
+  }
+
+  /** A reversal or an increment of an authorization; `done` is called once it is answered. */
+  private followUpRequest(headers: RequestHeaders, raw: Buffer, authorizationId: string, increment: boolean, reply: FrontReply, done: () => void): void {
+    const answer = (status: number, json: string): void => {
+      reply.send(status, json);
+      done();
+    };
+    const fail = (error: ApiError): void => answer(error.status, JSON.stringify(error.body()));
+    const key = parseIdempotencyKey(headers['idempotency-key'], false);
+    if (key instanceof ApiError) return fail(key);
+    const force = checkChannelHeaders(headers);
+    if (force instanceof ApiError) return fail(force);
+    const body = parseJsonObject(raw);
+    if (body instanceof ApiError) return fail(body);
     const parsed = parseFollowUp(body, increment);
-    if (parsed instanceof ApiError) return sendError(response, parsed);
+    if (parsed instanceof ApiError) return fail(parsed);
     const unitId = this.router.unitOfAuthorization(authorizationId);
-    if (unitId === null) return sendError(response, new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${authorizationId}`, 'authorizationId'));
-    if (!this.instances.has(unitId)) return sendError(response, new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${authorizationId}`, 'authorizationId'));
+    if (unitId === null || !this.instances.has(unitId)) return fail(new ApiError('AUTHORIZATION_NOT_FOUND', `no authorization ${authorizationId}`, 'authorizationId'));
     // Same unit whichever version is live: both instances share the unit's store.
     // The version follows the authorization's own while gray takes traffic.
     const sameAsAuthorization = this.gray.grayLive ? versionOfAuthorizationId(authorizationId) : 'stable';
     const picked = this.pick(unitId, force === 'on' ? 'gray' : force === 'off' ? 'stable' : sameAsAuthorization);
-    const unavailable = (version: Version): void => sendJson(response, 200, { ...declineBody(responseCodes.unitUnavailable, unitId, version), authorizationId });
+    const unavailable = (version: Version): void => answer(200, JSON.stringify({ ...declineBody(responseCodes.unitUnavailable, unitId, version), authorizationId }));
     if (picked === null) return unavailable('gray');
     const { client, version } = picked;
     const op: UnitOp = increment && parsed.amount !== null
       ? { op: 'increment', idempotencyKey: key, authorizationId, amount: parsed.amount, version }
       : { op: 'reverse', idempotencyKey: key, authorizationId, amount: parsed.amount, version };
-    const result = await new Promise<ResultLine | null>((resolve) => this.submit(unitId, client, op, resolve));
-    if (result === null) return unavailable(version);
-    sendJsonText(response, result.status, result.body);
+    this.submit(unitId, client, op, (result) => {
+      if (result === null) return unavailable(version);
+      answer(result.status, result.body);
+    });
   }
 
   private async accounts(request: IncomingMessage, response: ServerResponse, method: string, parts: string[]): Promise<void> {
@@ -512,6 +552,37 @@ function seededAccountNumbers(seed: number): () => number {
 const haReadyTimeoutMs = 15_000;
 
 type GrayHeader = 'on' | 'off' | null;
+
+/** Request headers as node:http gives them (the front door's are plain strings). */
+type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/** Keep-alive connections with nothing in flight close after this long idle. */
+const keepAliveMs = 60_000;
+
+/** ['', 'v1', 'authorizations', id, 'reversals' | 'increments'] */
+function isFollowUpPath(parts: readonly string[]): boolean {
+  return parts.length === 5 && parts[1] === 'v1' && parts[2] === 'authorizations' && (parts[3] ?? '') !== '' && (parts[4] === 'reversals' || parts[4] === 'increments');
+}
+
+/** The checks shared by the channel routes: a JSON body, and the gray header; returns the header's value. */
+function checkChannelHeaders(headers: RequestHeaders): GrayHeader | ApiError {
+  const force = parseGrayHeader(headers['x-gray']);
+  if (force instanceof ApiError) return force;
+  const type = headers['content-type'];
+  if (type !== undefined && !(typeof type === 'string' && type.startsWith('application/json'))) {
+    return new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json', null);
+  }
+  return force;
+}
+
+function replyError(reply: FrontReply, error: ApiError): void {
+  reply.send(error.status, JSON.stringify(error.body()));
+}
+
+/** A node:http response as a FrontReply. */
+function nodeReply(response: ServerResponse): FrontReply {
+  return { send: (status, json) => sendJsonText(response, status, json) };
+}
 
 function parseGrayHeader(value: string | string[] | undefined): GrayHeader | ApiError {
   if (value === undefined) return null;

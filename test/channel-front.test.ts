@@ -1,0 +1,183 @@
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ChannelFront, type FrontReply } from '../gateway/channel-front.js';
+
+// The gateway's lean front door over a real node:http server on a real socket:
+// requests in their plain form are answered by the front's route ("front"), every
+// other request, and the rest of its connection, by node:http ("node").
+
+let server: Server;
+let front: ChannelFront;
+let port: number;
+/** Replies the front holds back, to answer out of order. */
+let held: Array<() => void>;
+
+beforeEach(async () => {
+  held = [];
+  server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const text = JSON.stringify({ by: 'node', url: request.url, body: Buffer.concat(chunks).toString() });
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      response.end(text);
+    });
+  });
+  front = new ChannelFront(server, (method, target) => {
+    if (method !== 'POST' || !target.startsWith('/fast')) return null;
+    return (headers, body, reply: FrontReply) => {
+      const text = JSON.stringify({ by: 'front', url: target, body: body.toString(), key: headers['idempotency-key'] ?? null });
+      if (target === '/fast/hold') held.push(() => reply.send(201, text));
+      else reply.send(200, text);
+    };
+  }, { headerBytesMax: 1024, bodyBytesMax: 64, idleTimeoutMs: 5_000 });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterEach(async () => {
+  front.close();
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: { by: string; url: string; body: string; key?: string | null } | null;
+}
+
+/** Opens a connection and reads answers off it as they come. */
+function open(): { socket: Socket; next: (count: number) => Promise<Answer[]>; closed: Promise<void> } {
+  const socket = connect({ port, host: '127.0.0.1' });
+  let data = Buffer.alloc(0);
+  const answers: Answer[] = [];
+  let waiting: { count: number; resolve: (answers: Answer[]) => void } | null = null;
+  const parse = (): void => {
+    for (;;) {
+      const end = data.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const lines = data.subarray(0, end).toString('latin1').split('\r\n');
+      const status = Number((lines[0] as string).split(' ')[1]);
+      if (status < 200) {
+        // 100 Continue: no body, not an answer.
+        data = data.subarray(end + 4);
+        continue;
+      }
+      const headers: Record<string, string> = {};
+      for (const line of lines.slice(1)) headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim();
+      const length = Number(headers['content-length'] ?? 0);
+      if (data.length < end + 4 + length) return;
+      answers.push({ status, headers, body: length > 0 ? JSON.parse(data.subarray(end + 4, end + 4 + length).toString()) : null });
+      data = data.subarray(end + 4 + length);
+      if (waiting !== null && answers.length >= waiting.count) {
+        waiting.resolve(answers.splice(0, waiting.count));
+        waiting = null;
+      }
+    }
+  };
+  socket.on('data', (chunk: Buffer) => {
+    data = Buffer.concat([data, chunk]);
+    parse();
+  });
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  return {
+    socket,
+    closed,
+    next: (count) => new Promise((resolve) => {
+      if (answers.length >= count) return resolve(answers.splice(0, count));
+      waiting = { count, resolve };
+    }),
+  };
+}
+
+function post(path: string, body: string, extra = ''): string {
+  return `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: k-${path}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+}
+
+describe('channel front door', () => {
+  it('answers plain requests itself and hands the rest of a connection to node:http, answers in order', async () => {
+    const client = open();
+    client.socket.write(post('/fast/1', '{"a":1}') + post('/fast/2', '{"a":2}') + post('/other', '{"a":3}'));
+    const [first, second, third] = await client.next(3);
+    expect([first?.body.by, second?.body.by, third?.body.by]).toEqual(['front', 'front', 'node']);
+    expect(first?.body).toMatchObject({ url: '/fast/1', body: '{"a":1}', key: 'k-/fast/1' });
+    expect(first?.headers['content-type']).toBe('application/json');
+    expect(first?.headers['date']).toMatch(/GMT$/);
+    expect(third?.body).toMatchObject({ url: '/other', body: '{"a":3}' });
+    // Handed over for good: a plain request after it is node's too.
+    client.socket.write(post('/fast/4', '{}'));
+    expect((await client.next(1))[0]?.body.by).toBe('node');
+    client.socket.destroy();
+  });
+
+  it('keeps the order of pipelined answers that finish out of order, and waits for them before handing over', async () => {
+    const client = open();
+    client.socket.write(post('/fast/hold', '{"n":1}') + post('/fast/now', '{"n":2}') + post('/other', '{"n":3}'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(held).toHaveLength(1);
+    (held[0] as () => void)();
+    const answers = await client.next(3);
+    expect(answers.map((answer) => [answer.status, answer.body.by, answer.body.body])).toEqual([[201, 'front', '{"n":1}'], [200, 'front', '{"n":2}'], [200, 'node', '{"n":3}']]);
+    client.socket.destroy();
+  });
+
+  it('reads a request split anywhere across packets', async () => {
+    const client = open();
+    const bytes = Buffer.from(post('/fast/split', '{"split":true}'));
+    for (let i = 0; i < bytes.length; i += 7) {
+      client.socket.write(bytes.subarray(i, i + 7));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const [answer] = await client.next(1);
+    expect(answer?.body).toMatchObject({ by: 'front', body: '{"split":true}' });
+    client.socket.destroy();
+  });
+
+  it.each([
+    ['chunked body', 'POST /fast/c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{}\n\r\n0\r\n\r\n', 200, 'node'],
+    ['HTTP/1.0', 'POST /fast/c HTTP/1.0\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}', 200, 'node'],
+    ['body over the limit', post('/fast/big', 'x'.repeat(100)), 200, 'node'],
+    ['a header sent twice', post('/fast/twice', '{}', 'idempotency-key: k-2\r\n'), 200, 'node'],
+    ['expect 100-continue', post('/fast/e', '{}', 'expect: 100-continue\r\n'), 200, 'node'],
+  ])('hands over a request that is not in the plain form: %s', async (_name, bytes, status, by) => {
+    const client = open();
+    client.socket.write(bytes);
+    const [answer] = await client.next(1);
+    expect(answer?.status).toBe(status);
+    expect(answer?.body.by).toBe(by);
+    client.socket.destroy();
+  });
+
+  it('leaves malformed requests to node:http, which answers 400 and closes', async () => {
+    const client = open();
+    let text = '';
+    client.socket.on('data', (chunk: Buffer) => { text += chunk.toString(); });
+    client.socket.write('POST /fast/x HTTP/1.1\r\nbad header line\r\ncontent-length: 2\r\n\r\n{}');
+    await client.closed;
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+  });
+
+  it('closes after answering a request with connection: close', async () => {
+    const client = open();
+    client.socket.write(post('/fast/bye', '{}', 'connection: close\r\n'));
+    const [answer] = await client.next(1);
+    expect(answer?.headers['connection']).toBe('close');
+    await client.closed;
+  });
+
+  it('closes idle connections when it closes, and busy ones once they are answered', async () => {
+    const idle = open();
+    const busy = open();
+    idle.socket.write(post('/fast/1', '{}'));
+    busy.socket.write(post('/fast/hold', '{}'));
+    await idle.next(1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    front.close();
+    await idle.closed;
+    (held[0] as () => void)();
+    expect((await busy.next(1))[0]?.status).toBe(201);
+    await busy.closed;
+  });
+});
