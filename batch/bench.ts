@@ -8,7 +8,8 @@ import { Cluster, repoRoot } from '../deploy/cluster.js';
 import { issueCards, syntheticApplicants } from '../deploy/bulk-issuance.js';
 import { calendarOf } from '../domain/authorize-rules.js';
 import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
-import type { PhaseResult } from '../loadtest/run-result.js';
+import type { PhaseResult, SecondBucket } from '../loadtest/run-result.js';
+import { PhaseCollector } from '../loadtest/phase-collector.js';
 import { machine, median, spinScript } from '../loadtest/bench-lib.js';
 import { addDays } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
@@ -19,11 +20,12 @@ import type { FixtureOptions, FixtureResult } from './fixture.js';
 //   1. end of day over 4 units holding `accounts` accounts with 5 journal entries
 //      each (an account.opened and four approvals over two days), measured alone:
 //      accounts, entries, seconds, accountsPerSecond (target: 60 s or less);
-//   2. isolation: a fixed-rate authorization load without a batch run, then with
-//      one for as long as the batch runs (end of day of the next date, its own
-//      process, bounded and idle-scheduled),
-//      then after it; p99RatioDuringBatch = p99 during the batch / p99 without
-//      (target: 1.25 or less); the run after is reported as recovery. Beside
+//   2. isolation: a fixed-rate authorization load without a batch run (3 runs),
+//      then with one for as long as the batch runs (end of day of the next date,
+//      its own process, bounded and idle-scheduled; windows as long as the runs
+//      without), then after it; p99RatioDuringBatch = p99 of every request during
+//      the batch / p99 of every request of the runs without it (target: 1.25 or
+//      less); the run after is reported as recovery. Beside
 //      them, the same load next to a process that only spins at the lowest CPU
 //      priority: p99RatioBesideIdleSpin is the floor the machine itself sets.
 //      p99DuringBatchBySteps splits the load beside the batch by the step of the
@@ -38,8 +40,9 @@ const help = `Usage: npm run bench:batch -- [options]
   --load-seconds S      seconds of each isolation phase (default 20); the isolation runs
                         are 3 without a batch, interleaved with 3 beside a process that
                         spins at SCHED_IDLE (the machine's floor), then one for as long as
-                        a batch run takes (at most 900 s), then one after it; the
-                        JSON splits the run beside the batch by the batch's steps
+                        a batch run takes (at most 900 s, in windows of S seconds), then
+                        one after it; the JSON splits the run beside the batch by the
+                        batch's steps
   --skip-isolation      measure end of day only
   --keep                keep the data folder (stores, ledgers, cluster.log) and print its path
   --batch-dir DIR       put the ledger stores there (another disk, or /dev/shm to see what
@@ -120,57 +123,80 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   const cardsPath = join(root, 'cards.ndjson');
   await issueCards({ gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(20_000, 9), bands: cluster.topology.issuance.scoreBands, currency: 'CNY', cardsPath });
   const cards = await loadCards(cardsPath);
-  const run = async (name: string, until?: { signal: AbortSignal; secondsMax: number }): Promise<PhaseResult> => {
+  /** Every latency of the runs given to it, in one histogram: the p99 of all their requests. */
+  const merged = (): PhaseCollector => new PhaseCollector({ phase: 'merged', startMs: 0, startSecond: 0, correctionIntervalMs: null, durationSeconds: null });
+  const run = async (name: string, into: PhaseCollector | null, options: { signal?: AbortSignal; startSecond?: number } = {}): Promise<PhaseResult> => {
     const phase = await runPhase({
       url: cluster.gatewayUrl, workload: createWorkload({ cards, seed: 3, keyPrefix: `iso-${name}-${Date.now()}` }), mode: 'rate', rate, connections: 64,
-      durationSeconds: until?.secondsMax ?? seconds, name, ...(until === undefined ? {} : { signal: until.signal }),
+      durationSeconds: seconds, name, ...(into === null ? {} : { runCollector: into }), ...options,
     });
     log(`${name}: p99 ${phase.totals.latencyMs.p99.toFixed(2)} ms at ${rate}/s`);
     return phase;
   };
-  const load = async (name: string): Promise<number> => (await run(name)).totals.latencyMs.p99;
-  await load('warm-up');
-  // The baseline and the floor are each the median of three runs, interleaved, since
-  // one fixed-rate run's p99 on this machine varies by 2x from run to run. The floor:
-  // the same load beside one process that only spins, at the lowest CPU priority the
-  // kernel offers. No batch can disturb the load less than work that the scheduler
-  // already ranks below everything else.
+  await run('warm-up', null);
+  // Without the batch and beside the idle spinner: three runs each, interleaved,
+  // since one fixed-rate run's p99 on this machine varies by 2x from run to run.
+  // The floor: the same load beside one process that only spins, at the lowest CPU
+  // priority the kernel offers. No batch can disturb the load less than work that
+  // the scheduler already ranks below everything else.
+  const without = merged();
+  const besideSpin = merged();
   const withoutRuns: number[] = [];
   const spinRuns: number[] = [];
   let spinPolicy = '';
   for (let round = 1; round <= 3; round++) {
-    withoutRuns.push(await load(`without-batch-${round}`));
+    withoutRuns.push((await run(`without-batch-${round}`, without)).totals.latencyMs.p99);
     const spin = spinAtIdlePriority(seconds + 5);
-    spinRuns.push(await load(`beside-idle-spin-${round}`));
+    spinRuns.push((await run(`beside-idle-spin-${round}`, besideSpin)).totals.latencyMs.p99);
     spin.stop();
     spinPolicy = spin.policy;
   }
-  const before = median(withoutRuns);
-  const besideSpin = median(spinRuns);
   // The batch runs as the CLI would beside live traffic: its own process, one
   // niced thread, bounded posting pressure, under SCHED_IDLE (--idle).
   const started = performance.now();
-  // The load runs for as long as the batch does (at most duringSecondsMax), so that
-  // its p99 covers every step of the batch, the postings to the units included.
+  // The load runs for as long as the batch does (at most duringSecondsMax), in
+  // windows as long as the runs without it, so that both sides are measured alike.
   const batchDone = new AbortController();
   const batchRun = runCli(['eod', '--date', eodOptions.date, '--topology', eodOptions.topologyPath, '--batch-dir', eodOptions.batchRoot, '--threads', '1', '--idle', '--json'])
     .finally(() => batchDone.abort());
   const duringStartMs = Date.now();
-  const duringPhase = await run('during-batch', { signal: batchDone.signal, secondsMax: duringSecondsMax });
-  const during = duringPhase.totals.latencyMs.p99;
+  const during = merged();
+  const windows: number[] = [];
+  const buckets: SecondBucket[] = [];
+  for (let window = 1; !batchDone.signal.aborted && (Date.now() - duringStartMs) / 1000 < duringSecondsMax; window++) {
+    const startSecond = Math.round((Date.now() - duringStartMs) / 1000);
+    const phase = await run(`during-batch-${window}`, during, { signal: batchDone.signal, startSecond });
+    buckets.push(...phase.seconds);
+    // A window cut short by the batch's end is in the whole-batch figure, not in the windows'.
+    if (phase.totals.elapsedMs >= seconds * 900) windows.push(phase.totals.latencyMs.p99);
+  }
   const eod = await batchRun;
-  // Which step of the batch costs the load what: each second's p99, by the task that ran then.
-  const bySteps = latencyBySteps(duringPhase.seconds, duringStartMs, eod.timeline);
   const eodSeconds = (performance.now() - started) / 1000;
   log(`end of day ${eodOptions.date} under load: ${eodSeconds.toFixed(1)} s (1 thread, idle policy), ${eod.mismatches} mismatches`);
   // After the batch the units checkpoint the WAL its settlements grew; that run is
   // reported as recovery, not used as the baseline.
-  const after = await load('after-batch');
+  const after = (await run('after-batch', null)).totals.latencyMs.p99;
+  const withoutMs = without.finish(0).latencyMs.p99;
+  const duringMs = during.finish(0).latencyMs.p99;
+  const spinMs = besideSpin.finish(0).latencyMs.p99;
+  const ms = (value: number): number => Math.round(value * 100) / 100;
+  const ratio = (value: number): number => Math.round(value * 1000) / 1000;
   return {
-    isolationRate: rate, p99WithoutBatchMs: Math.round(before * 100) / 100, p99DuringBatchMs: Math.round(during * 100) / 100,
-    p99AfterBatchMs: Math.round(after * 100) / 100, p99RatioDuringBatch: Math.round((during / before) * 1000) / 1000,
-    p99BesideIdleSpinMs: Math.round(besideSpin * 100) / 100, p99RatioBesideIdleSpin: Math.round((besideSpin / before) * 1000) / 1000, idleSpinPolicy: spinPolicy, p99WithoutBatchRunsMs: withoutRuns, p99BesideIdleSpinRunsMs: spinRuns, isolationBatchSeconds: Math.round(eodSeconds * 10) / 10,
-    isolationBatchMismatches: eod.mismatches, batchOutlastedLoad: eodSeconds >= duringSecondsMax, p99DuringBatchBySteps: bySteps,
+    isolationRate: rate, isolationWindowSeconds: seconds,
+    // Each p99 is that of every request of its runs together: without the batch (3
+    // runs), during the whole batch (all windows), beside the idle spinner (3 runs).
+    p99WithoutBatchMs: ms(withoutMs), p99DuringBatchMs: ms(duringMs), p99AfterBatchMs: ms(after),
+    p99RatioDuringBatch: ratio(duringMs / withoutMs),
+    p99BesideIdleSpinMs: ms(spinMs), p99RatioBesideIdleSpin: ratio(spinMs / withoutMs), idleSpinPolicy: spinPolicy,
+    // Per run and per window, and the ratio as measured before 2026-12-01 11:00 UTC
+    // (the whole batch's p99 against the median of the three runs' p99s).
+    p99WithoutBatchRunsMs: withoutRuns, p99BesideIdleSpinRunsMs: spinRuns, p99DuringBatchWindowsMs: windows,
+    p99RatioDuringBatchMedianWindows: ratio(median(windows) / median(withoutRuns)),
+    p99RatioDuringBatchAgainstMedianRun: ratio(duringMs / median(withoutRuns)),
+    isolationBatchSeconds: Math.round(eodSeconds * 10) / 10,
+    isolationBatchMismatches: eod.mismatches, batchOutlastedLoad: eodSeconds >= duringSecondsMax,
+    // Which step of the batch costs the load what: each second's p99, by the task that ran then.
+    p99DuringBatchBySteps: latencyBySteps(buckets, duringStartMs, eod.timeline),
   };
 }
 

@@ -13,7 +13,7 @@ import { assert } from '../domain/limits.js';
 // 4 units and the load generator. Measured in BENCHMARKS.md.
 //
 // It reads only the plain form of a request: a request line with HTTP/1.1, header
-// lines `name: value` with a token name, no Transfer-Encoding, no Expect, no
+// lines `name: value` with a token name, a Host, no Transfer-Encoding, no Expect, no
 // Upgrade, at most one Content-Length, and a route that `route` accepts. Anything
 // else (chunked bodies, HTTP/1.0, a malformed line, a long header block, a body
 // over the limit, an admin route) is handed over at that request, before a byte
@@ -239,6 +239,8 @@ function parseHead(head: string, bodyBytesMax: number): RequestHead | null {
     if (value.includes('\n') || value.includes('\r') || value.includes('\0')) return null;
     headers[key] = value;
   }
+  // HTTP/1.1 requires Host; node:http answers its absence with 400.
+  if (headers['host'] === undefined) return null;
   const length = headers['content-length'];
   let bodyBytes = 0;
   if (length !== undefined) {
