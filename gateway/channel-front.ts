@@ -41,11 +41,26 @@ export interface FrontOptions {
   bodyBytesMax: number;
   /** A connection with nothing in flight is closed after this long idle. */
   idleTimeoutMs: number;
+  /** A request whose bytes take longer than this to arrive is dropped (node:http's requestTimeout). */
+  requestTimeoutMs: number;
+  /** Told of an exception thrown by a route (the request is answered 500). */
+  onError: (error: unknown) => void;
 }
 
 const headEnd = Buffer.from('\r\n\r\n');
-/** RFC 9110 token characters, for header names. */
+/** Answers a connection may owe before the front stops reading it (node:http holds one). */
+const pipelinedMax = 64;
+/** Packets an unfinished request may take before it is handed to node:http's streaming parser. */
+const partialPacketsMax = 32;
+const internalErrorBody = JSON.stringify({ code: 'INTERNAL', message: 'the gateway failed unexpectedly', field: null });
+/** RFC 9110 token characters, for methods and header names. */
 const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** An origin-form target: visible ASCII and bytes of 0x80 and above, nothing else (no controls, no spaces). */
+const targetPattern = /^\/[\x21-\x7e\x80-\xff]*$/;
+/** A header value after its optional whitespace: visible characters, spaces and tabs inside, no controls. */
+const valuePattern = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
+/** Optional whitespace around a header value (RFC 9110: spaces and tabs only). */
+const owsPattern = /^[ \t]+|[ \t]+$/g;
 const digitsPattern = /^[0-9]{1,9}$/;
 /** Headers whose presence means the request is not the plain form. */
 const handedOverHeaders = new Set(['transfer-encoding', 'expect', 'upgrade']);
@@ -81,32 +96,53 @@ class Slot implements FrontReply {
   send(status: number, json: string): void {
     if (this.text !== null) return;
     const head = statusLine(status) + `content-length: ${Buffer.byteLength(json)}\r\ndate: ${httpDate()}\r\n`
-      + (this.close ? 'connection: close\r\n\r\n' : '\r\n');
+      + (this.close ? 'connection: close\r\n\r\n' : this.connection.keepAlive);
     this.text = head + json;
     this.connection.flush();
   }
 }
 
 class FrontConnection {
+  /** The end of an answer's head on a connection that stays open, as node:http writes it. */
+  readonly keepAlive: string;
   private buffered: Buffer | null = null;
+  /** Packets the unfinished request in `buffered` came in, and when its first byte came. */
+  private partialPackets = 0;
+  private partialSinceMs = 0;
   /** Answers owed, oldest first. */
   private readonly slots: Slot[] = [];
   /** Set when a request is to be handed over: the bytes from its first byte on. */
   private handover: Buffer | null = null;
-  /** No more requests are read: a `connection: close` request, or the front closing. */
+  /** No more requests are read: a `connection: close` request, the client's end, or the front closing. */
   private ending = false;
+  /** Reading paused until answers go out (pipelinedMax answers owed, or the socket's buffer full). */
+  private held = false;
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
   private readonly onTimeout = (): void => {
     if (this.slots.length === 0) this.socket.destroy();
   };
+  private readonly onError = (): void => {
+    this.socket.destroy();
+  };
+  private readonly onEnd = (): void => {
+    // The client sent all it will: answer what is owed, then close (node:http does the same).
+    this.ending = true;
+    this.buffered = null;
+    if (this.handover === null && this.slots.length === 0) this.socket.end();
+  };
+  private readonly onDrain = (): void => this.release();
+  private readonly onClose = (): void => this.front.forget(this);
 
   constructor(readonly socket: Socket, private readonly front: ChannelFront) {
+    this.keepAlive = `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(front.options.idleTimeoutMs / 1000)}\r\n\r\n`;
     socket.setNoDelay(true);
     socket.setTimeout(front.options.idleTimeoutMs);
     socket.on('timeout', this.onTimeout);
     socket.on('data', this.onData);
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => front.forget(this));
+    socket.on('error', this.onError);
+    socket.on('end', this.onEnd);
+    socket.on('drain', this.onDrain);
+    socket.on('close', this.onClose);
   }
 
   get idle(): boolean {
@@ -119,6 +155,7 @@ class FrontConnection {
     if (this.slots.length === 0) this.socket.end();
   }
 
+  /** `chunk` is a packet from the socket, or empty to read on in what is buffered. */
   private read(chunk: Buffer): void {
     if (this.handover !== null) {
       // Read before the pause took effect: it goes to node:http after the handed-over request.
@@ -126,11 +163,32 @@ class FrontConnection {
       return;
     }
     if (this.ending) return;
-    const data = this.buffered === null ? chunk : Buffer.concat([this.buffered, chunk]);
+    const { headerBytesMax, bodyBytesMax, requestTimeoutMs } = this.front.options;
+    let data: Buffer;
+    if (this.buffered === null) {
+      data = chunk;
+      this.partialPackets = 1;
+      this.partialSinceMs = Date.now();
+    } else {
+      data = chunk.length === 0 ? this.buffered : Buffer.concat([this.buffered, chunk]);
+      if (chunk.length > 0) this.partialPackets++;
+      // A request that trickles in goes to node:http, which parses a stream without
+      // copying it again per packet; one that takes too long is dropped, as node:http's
+      // requestTimeout would.
+      if (Date.now() - this.partialSinceMs > requestTimeoutMs) {
+        this.socket.destroy();
+        return;
+      }
+      if (this.partialPackets > partialPacketsMax) return this.handOver(data);
+    }
     this.buffered = null;
-    const { headerBytesMax, bodyBytesMax } = this.front.options;
     let offset = 0;
     while (offset < data.length && !this.ending) {
+      if (this.slots.length >= pipelinedMax || this.socket.writableNeedDrain) {
+        // A client that sends and does not read: stop reading until its answers go out.
+        this.hold();
+        break;
+      }
       const end = data.indexOf(headEnd, offset);
       if (end < 0) {
         if (data.length - offset > headerBytesMax) return this.handOver(data.subarray(offset));
@@ -147,10 +205,36 @@ class FrontConnection {
       const slot = new Slot(this, request.close);
       this.slots.push(slot);
       if (request.close) this.ending = true;
-      handler(request.headers, body, slot, request.target);
+      try {
+        handler(request.headers, body, slot, request.target);
+      } catch (error) {
+        // A bug in a route: that request gets a 500, the connection and the process go on.
+        this.front.onHandlerError(error);
+        slot.send(500, internalErrorBody);
+      }
     }
-    // Keep an unfinished request; a copy, so that the chunk's memory is not held.
-    if (offset < data.length && !this.ending) this.buffered = Buffer.from(data.subarray(offset));
+    if (offset < data.length && !this.ending) {
+      // Keep the unfinished request; a copy, so that the chunk's memory is not held.
+      if (offset > 0) {
+        this.partialPackets = 1;
+        this.partialSinceMs = Date.now();
+      }
+      this.buffered = offset === 0 && data !== chunk ? data : Buffer.from(data.subarray(offset));
+    }
+  }
+
+  private hold(): void {
+    if (this.held) return;
+    this.held = true;
+    this.socket.pause();
+  }
+
+  /** Reads on once answers have gone out, starting with the requests already buffered. */
+  private release(): void {
+    if (!this.held || this.slots.length >= pipelinedMax || this.socket.writableNeedDrain) return;
+    this.held = false;
+    if (this.buffered !== null) this.read(Buffer.alloc(0));
+    if (!this.held && this.handover === null) this.socket.resume();
   }
 
   /** Writes the answers that are ready, in request order; hands over or closes once nothing is owed. */
@@ -176,13 +260,18 @@ class FrontConnection {
       }
       socket.uncork();
     }
-    if (slots.length > 0) return;
+    if (slots.length > 0) {
+      this.release();
+      return;
+    }
     if (closing || this.ending) socket.end();
     else if (this.handover !== null) this.giveToNode();
+    else this.release();
   }
 
   private handOver(rest: Buffer): void {
     this.handover = rest;
+    this.buffered = null;
     this.socket.pause();
     if (this.slots.length === 0) this.giveToNode();
   }
@@ -192,8 +281,9 @@ class FrontConnection {
     const { socket } = this;
     const rest = this.handover;
     assert(rest !== null && this.slots.length === 0, 'a connection is handed over with nothing owed');
-    socket.removeListener('data', this.onData);
-    socket.removeListener('timeout', this.onTimeout);
+    for (const [event, listener] of [['data', this.onData], ['timeout', this.onTimeout], ['error', this.onError], ['end', this.onEnd], ['drain', this.onDrain], ['close', this.onClose]] as const) {
+      socket.removeListener(event, listener);
+    }
     socket.setTimeout(0);
     this.front.forget(this);
     socket.pause();
@@ -220,8 +310,8 @@ function parseHead(head: string, bodyBytesMax: number): RequestHead | null {
   if (firstSpace <= 0 || secondSpace < 0 || requestLine.slice(secondSpace + 1) !== 'HTTP/1.1') return null;
   const method = requestLine.slice(0, firstSpace);
   const target = requestLine.slice(firstSpace + 1, secondSpace);
-  if (!tokenPattern.test(method) || target.length === 0 || target.charCodeAt(0) !== 0x2f /* / */ || target.includes(' ')) return null;
-  const headers: FrontHeaders = {};
+  if (!tokenPattern.test(method) || !targetPattern.test(target)) return null;
+  const headers: FrontHeaders = Object.create(null) as FrontHeaders;
   let position = lineEnd < 0 ? head.length : lineEnd + 2;
   while (position < head.length) {
     let next = head.indexOf('\r\n', position);
@@ -235,8 +325,9 @@ function parseHead(head: string, bodyBytesMax: number): RequestHead | null {
     if (!tokenPattern.test(name)) return null;
     const key = name.toLowerCase();
     if (handedOverHeaders.has(key) || headers[key] !== undefined) return null;
-    const value = line.slice(colon + 1).trim();
-    if (value.includes('\n') || value.includes('\r') || value.includes('\0')) return null;
+    const value = line.slice(colon + 1).replace(owsPattern, '');
+    // Bare CR or LF, NUL and other controls: node:http answers 400; so does it after handover.
+    if (!valuePattern.test(value)) return null;
     headers[key] = value;
   }
   // HTTP/1.1 requires Host; node:http answers its absence with 400.
@@ -277,6 +368,10 @@ export class ChannelFront {
 
   forget(connection: FrontConnection): void {
     this.connections.delete(connection);
+  }
+
+  onHandlerError(error: unknown): void {
+    this.options.onError(error);
   }
 
   giveToNode(socket: Socket): void {

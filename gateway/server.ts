@@ -95,7 +95,7 @@ export class GatewayServer {
     });
     const hashCard = (pan: string): string => panHash(options.cardKeys, pan).toString('hex');
     this.grayAdmin = new GrayAdmin(this.gray, this.adminAuth, unitIds, hashCard, () => this.describeInstances());
-    this.server = createServer({ keepAliveTimeout: keepAliveMs, requestTimeout: 30_000 }, (request, response) => {
+    this.server = createServer({ keepAliveTimeout: keepAliveMs, requestTimeout: requestTimeoutMs }, (request, response) => {
       if (request.method === 'POST' && request.url === '/v1/authorizations') {
         this.authorize(request, response, performance.now());
         return;
@@ -121,8 +121,13 @@ export class GatewayServer {
       if (target === '/v1/authorizations') return authorizeFront;
       const parts = target.split('/');
       // A target with % escapes or a query goes to node:http, which decodes it and answers a bad one.
-      return isFollowUpPath(parts) && !target.includes('%') && !target.includes('?') ? followUpFront : null;
-    }, { headerBytesMax: 16 * 1024, bodyBytesMax: limits.requestBodyBytesMax, idleTimeoutMs: keepAliveMs });
+      // The plain form only: /v1/authorizations/<id>/(reversals|increments), an id without
+      // % escapes or a query; node:http's route answers every other form as it always has.
+      return parts.length === 5 && parts[1] === 'v1' && isFollowUpPath(parts) && (parts[3] ?? '') !== '' && !target.includes('%') && !target.includes('?') ? followUpFront : null;
+    }, {
+      headerBytesMax: 16 * 1024, bodyBytesMax: limits.requestBodyBytesMax, idleTimeoutMs: keepAliveMs, requestTimeoutMs,
+      onError: (error) => options.log.error('request failed', { error: String(error) }),
+    });
   }
 
   /** Listens once every HA unit has a primary (or after haReadyTimeoutMs, with those units down). */
@@ -273,6 +278,12 @@ export class GatewayServer {
 
   /** node:http's form of the authorization route: the body read, then the channel route. */
   private authorize(request: IncomingMessage, response: ServerResponse, startedMs: number): void {
+    // The headers are checked before the body is read, as the channel route does them first.
+    const headerError = channelHeadersError(request.headers, true);
+    if (headerError !== null) {
+      request.resume();
+      return sendError(response, headerError);
+    }
     readBodyThen(request, limits.requestBodyBytesMax, (read) => {
       if (!read.ok) return sendError(response, read.error);
       this.authorizeRequest(request.headers, read.body, nodeReply(response), startedMs);
@@ -339,12 +350,15 @@ export class GatewayServer {
 
   /** node:http's form of a follow-up route; `rawId` is the path segment, still %-encoded. */
   private async followUp(request: IncomingMessage, response: ServerResponse, rawId: string, increment: boolean): Promise<void> {
-    let authorizationId: string;
-    try {
-      authorizationId = decodeURIComponent(rawId);
-    } catch {
+    const authorizationId = decodeSegment(rawId);
+    if (authorizationId === null) {
       request.resume();
       return sendError(response, new ApiError('AUTHORIZATION_NOT_FOUND', 'the authorization id is not a valid path segment', 'authorizationId'));
+    }
+    const headerError = channelHeadersError(request.headers, false);
+    if (headerError !== null) {
+      request.resume();
+      return sendError(response, headerError);
     }
     const read = await readBody(request, limits.requestBodyBytesMax);
     if (!read.ok) return sendError(response, read.error);
@@ -390,7 +404,11 @@ export class GatewayServer {
       if (method !== 'POST') return sendError(response, new ApiError('METHOD_NOT_ALLOWED', 'use POST', null));
       return this.cardStatus(request, response);
     }
-    const accountId = decodeURIComponent(parts[3] ?? '');
+    const accountId = decodeSegment(parts[3] ?? '');
+    if (accountId === null) {
+      request.resume();
+      return sendError(response, new ApiError('ACCOUNT_NOT_FOUND', 'the account id is not a valid path segment', 'accountId'));
+    }
     if (parts.length === 3 && method === 'POST') return this.openAccount(request, response);
     if (parts.length === 4 && accountId === 'batch' && method === 'POST') return this.openAccountsBatch(request, response);
     if (parts.length === 4 && method === 'GET') return this.balance(response, accountId);
@@ -558,10 +576,12 @@ type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
 /** Keep-alive connections with nothing in flight close after this long idle. */
 const keepAliveMs = 60_000;
+/** A request must arrive whole within this long. */
+const requestTimeoutMs = 30_000;
 
-/** ['', 'v1', 'authorizations', id, 'reversals' | 'increments'] */
+/** ['', version, 'authorizations', id, 'reversals' | 'increments'] */
 function isFollowUpPath(parts: readonly string[]): boolean {
-  return parts.length === 5 && parts[1] === 'v1' && parts[2] === 'authorizations' && (parts[3] ?? '') !== '' && (parts[4] === 'reversals' || parts[4] === 'increments');
+  return parts.length === 5 && parts[2] === 'authorizations' && (parts[4] === 'reversals' || parts[4] === 'increments');
 }
 
 /** The checks shared by the channel routes: a JSON body, and the gray header; returns the header's value. */
@@ -573,6 +593,23 @@ function checkChannelHeaders(headers: RequestHeaders): GrayHeader | ApiError {
     return new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json', null);
   }
   return force;
+}
+
+/** A %-encoded path segment decoded, or null when its escapes are malformed (decodeURIComponent throws). */
+function decodeSegment(raw: string): string | null {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+}
+
+/** The first header error of a channel route, in the order the route checks them, or null. */
+function channelHeadersError(headers: RequestHeaders, keyRequired: boolean): ApiError | null {
+  const key = parseIdempotencyKey(headers['idempotency-key'], keyRequired);
+  if (key instanceof ApiError) return key;
+  const checked = checkChannelHeaders(headers);
+  return checked instanceof ApiError ? checked : null;
 }
 
 function replyError(reply: FrontReply, error: ApiError): void {

@@ -117,6 +117,32 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     expect((await call(base, 'GET', '/v1/accounts/62258899999999')).status).toBe(404);
     expect((await call(base, 'POST', '/v1/accounts/62258899999999/cards', {})).body.error.code).toBe('ACCOUNT_NOT_FOUND');
     expect((await call(base, 'GET', '/v1/nothing')).status).toBe(404);
+    // Malformed %-escapes in a path: a 404 with the field, not a 500 from decodeURIComponent.
+    const badEscape = await call(base, 'POST', '/v1/authorizations/dsu-1~%E0%A4%A/reversals', {});
+    expect(badEscape.status).toBe(404);
+    expect(badEscape.body.error).toMatchObject({ code: 'AUTHORIZATION_NOT_FOUND', field: 'authorizationId' });
+    const badAccount = await call(base, 'GET', '/v1/accounts/%ZZ');
+    expect(badAccount.status).toBe(404);
+    expect(badAccount.body.error).toMatchObject({ code: 'ACCOUNT_NOT_FOUND', field: 'accountId' });
+    expect(await journalEnds()).toEqual(before);
+  });
+
+  it('a malformed authorization sent in the forms the front door hands to node:http gets the same answer', async () => {
+    const before = await journalEnds();
+    const body = JSON.stringify({ channel: 'pos' });
+    const plain = await call(base, 'POST', '/v1/authorizations', body, { 'idempotency-key': freshKey() });
+    // Chunked (no content-length), and with a query string: node:http reads these.
+    const chunked = await request(base + '/v1/authorizations', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': freshKey() },
+      body: (async function* () { yield body.slice(0, 5); yield body.slice(5); })(),
+    });
+    const chunkedBody = await chunked.body.json() as { error: unknown };
+    const withQuery = await call(base, 'POST', '/v1/authorizations?x=1', body, { 'idempotency-key': freshKey() });
+    expect(plain.status).toBe(400);
+    expect(chunked.statusCode).toBe(plain.status);
+    expect(chunkedBody.error).toEqual(plain.body.error);
+    expect(withQuery.status).toBe(plain.status);
+    expect(withQuery.body.error).toEqual(plain.body.error);
     expect(await journalEnds()).toEqual(before);
   });
 

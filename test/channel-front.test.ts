@@ -12,9 +12,11 @@ let front: ChannelFront;
 let port: number;
 /** Replies the front holds back, to answer out of order. */
 let held: Array<() => void>;
+let errors: unknown[];
 
 beforeEach(async () => {
   held = [];
+  errors = [];
   server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -28,15 +30,18 @@ beforeEach(async () => {
     if (method !== 'POST' || !target.startsWith('/fast')) return null;
     return (headers, body, reply: FrontReply) => {
       const text = JSON.stringify({ by: 'front', url: target, body: body.toString(), key: headers['idempotency-key'] ?? null });
+      if (target === '/fast/throw') throw new Error('a bug in a route');
       if (target === '/fast/hold') held.push(() => reply.send(201, text));
       else reply.send(200, text);
     };
-  }, { headerBytesMax: 1024, bodyBytesMax: 64, idleTimeoutMs: 5_000 });
+  }, { headerBytesMax: 1024, bodyBytesMax: 64, idleTimeoutMs: 5_000, requestTimeoutMs: 5_000, onError: (error) => errors.push(error) });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
 });
 
 afterEach(async () => {
+  // Answer what a failed test left owed, so that every connection can close.
+  for (const release of held) release();
   front.close();
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -142,13 +147,94 @@ describe('channel front door', () => {
     ['a header sent twice', post('/fast/twice', '{}', 'idempotency-key: k-2\r\n'), 200, 'node'],
     ['expect 100-continue', post('/fast/e', '{}', 'expect: 100-continue\r\n'), 200, 'node'],
     ['no host', 'POST /fast/h HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}', 400, null],
+    ['a control character in a header value', post('/fast/c', '{}', 'x-note: a\u0001b\r\n'), 400, null],
+    ['a content-length padded with a vertical tab', 'POST /fast/v HTTP/1.1\r\nhost: x\r\ncontent-length:\u000b2\r\n\r\n{}', 400, null],
+    ['a content-length padded with a no-break space', 'POST /fast/v HTTP/1.1\r\nhost: x\r\ncontent-length: 2\u00a0\r\n\r\n{}', 400, null],
+    ['a bare CR in a header value', post('/fast/c', '{}', 'x-note: a\rb\r\n'), 400, null],
+    ['a DEL in the target', post('/fast/\u007f', '{}'), 400, null],
+    ['a space before the colon', post('/fast/c', '{}', 'x-note : a\r\n'), 400, null],
+    ['obs-fold', post('/fast/c', '{}', 'x-note: a\r\n  b\r\n'), 400, null],
   ])('hands over a request that is not in the plain form: %s', async (_name, bytes, status, by) => {
     const client = open();
-    client.socket.write(bytes);
+    client.socket.write(Buffer.from(bytes, 'latin1'));
     const [answer] = await client.next(1);
     expect(answer?.status).toBe(status);
     expect(answer?.body?.by ?? null).toBe(by);
     client.socket.destroy();
+  });
+
+  it('hands a request that trickles in over many packets to node:http', async () => {
+    const client = open();
+    const bytes = Buffer.from(post('/fast/trickle', '{"n":1}'));
+    for (let i = 0; i < bytes.length; i += 2) {
+      client.socket.write(bytes.subarray(i, i + 2));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const [answer] = await client.next(1);
+    expect(answer?.body).toMatchObject({ by: 'node', body: '{"n":1}' });
+    client.socket.destroy();
+  });
+
+  it('hands over a request whose rest arrives while an earlier answer is still owed', async () => {
+    const client = open();
+    const other = post('/other', '{"late":true}');
+    client.socket.write(post('/fast/hold', '{}') + other.slice(0, 20));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    client.socket.write(other.slice(20));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    (held[0] as () => void)();
+    const answers = await client.next(2);
+    expect(answers.map((answer) => answer.body?.by)).toEqual(['front', 'node']);
+    expect(answers[1]?.body?.body).toBe('{"late":true}');
+    client.socket.destroy();
+  });
+
+  it('stops reading a client that pipelines without reading, and reads on as answers go out', async () => {
+    const client = open();
+    let bytes = '';
+    for (let i = 0; i < 100; i++) bytes += post('/fast/hold', `{"i":${i}}`);
+    client.socket.write(bytes);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(held.length).toBe(64);
+    held.splice(0, 64).forEach((release) => release());
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(held.length).toBe(36);
+    held.splice(0).forEach((release) => release());
+    const answers = await client.next(100);
+    expect(answers.map((answer) => answer.body?.body)).toEqual(Array.from({ length: 100 }, (_, i) => `{"i":${i}}`));
+    client.socket.destroy();
+  });
+
+  it('answers 500 when a route throws, and the connection goes on', async () => {
+    const client = open();
+    client.socket.write(post('/fast/throw', '{}') + post('/fast/after', '{}'));
+    const [failed, after] = await client.next(2);
+    expect(failed?.status).toBe(500);
+    expect(after?.body?.by).toBe('front');
+    expect(errors).toHaveLength(1);
+    client.socket.destroy();
+  });
+
+  it('survives a client that leaves with an answer owed', async () => {
+    const client = open();
+    client.socket.write(post('/fast/hold', '{}'));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    client.socket.destroy();
+    await client.closed;
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    (held.shift() as () => void)();
+    const next = open();
+    next.socket.write(post('/fast/again', '{}'));
+    expect((await next.next(1))[0]?.body?.by).toBe('front');
+    next.socket.destroy();
+  });
+
+  it('answers a client that half-closes after its request, then closes', async () => {
+    const client = open();
+    client.socket.end(post('/fast/half', '{}'));
+    const [answer] = await client.next(1);
+    expect(answer?.body?.by).toBe('front');
+    await client.closed;
   });
 
   it('leaves malformed requests to node:http, which answers 400 and closes', async () => {
