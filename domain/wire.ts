@@ -18,7 +18,7 @@ import { assert } from './limits.js';
 //
 // Why: on this machine a unit spent ~160 us of CPU per batch in Node's HTTP
 // server and the gateway ~50-70 us in undici before any work, measured with
-// batches that write nothing (scratch/unit-micro.mjs, NOOP); below saturation,
+// batches that write nothing (loadtest/probes/unit-micro.mjs, NOOP); below saturation,
 // where batches hold a few operations, that was most of a unit's CPU.
 
 export const wireUpgradeToken = 'dsu-batch/1';

@@ -9,7 +9,7 @@ import { assertLoadtest } from './limits.js';
 // system under test, so every microsecond it spends is taken from the gateway
 // and the units. Measured on this machine, 4,000 req/s paced against a Node
 // server answering at once, client CPU per request: undici Pool.dispatch 69-73
-// us, this client 36-41 us (scratch/raw-vs-undici.mjs). The difference is
+// us, this client 36-41 us (loadtest/probes/raw-vs-undici.mjs). The difference is
 // undici's per-request machinery (handler adapter, header objects, timers).
 //
 // It speaks only what a load generator needs: requests with a body and a

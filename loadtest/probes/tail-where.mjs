@@ -1,0 +1,24 @@
+// Where the p99 of a fixed-rate run sits: client-side latency vs the gateway's own histogram
+// (request start to answer) and the unit batch round trips. RATE (default 9500), SECONDS (15).
+import { startLoadedCluster, measure } from '../../dist/loadtest/bench-lib.js';
+import { request } from 'undici';
+const rate = Number(process.env.RATE ?? 9500);
+const loaded = await startLoadedCluster(100000, 4, 42, true);
+const scrape = async () => {
+  const r = await request(loaded.cluster.gatewayUrl + '/metrics'); const text = await r.body.text();
+  const hist = (name, filter) => { const b = new Map(); for (const line of text.split('\n')) { if (!line.startsWith(name + '_bucket') || !filter(line)) continue; const le = line.match(/le="([^"]+)"/)[1]; b.set(le, (b.get(le) ?? 0) + Number(line.split(' ').pop())); } return b; };
+  return { auth: hist('dsu_gateway_request_duration_seconds', (l) => l.includes('route="authorize"')), batch: hist('dsu_gateway_unit_batch_duration_seconds', () => true), ops: hist('dsu_gateway_unit_batch_operations', () => true) };
+};
+const opts = { connections: 512, durationSeconds: 4, rounds: 1, rateDurationSeconds: Number(process.env.SECONDS ?? 15), seed: 42, json: true };
+await measure(loaded.target, loaded.cards, opts, 0, 'closed');
+for (let i = 0; i < Number(process.env.RUNS ?? 2); i++) {
+  const before = await scrape();
+  const { phase } = await measure(loaded.target, loaded.cards, opts, i + 1, 'rate', rate);
+  const after = await scrape();
+  const show = (name) => { const a = after[name], b = before[name]; const total = (a.get('+Inf') ?? 0) - (b.get('+Inf') ?? 0); return [...a.keys()].map((le) => `${le}:${(100 * ((a.get(le) - (b.get(le) ?? 0)) / total)).toFixed(2)}%`).join(' ') + ` (n=${total})`; };
+  console.log(`run ${i + 1} at ${rate}/s: client p50 ${phase.totals.latencyMs.p50} p90 ${phase.totals.latencyMs.p90} p99 ${phase.totals.latencyMs.p99} p999 ${phase.totals.latencyMs.p999}`);
+  console.log('  gateway authorize <= ', show('auth'));
+  console.log('  unit batch rtt <= ', show('batch'));
+  console.log('  batch ops <= ', show('ops'));
+}
+await loaded.cluster.close();
