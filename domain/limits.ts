@@ -24,20 +24,8 @@ export const limits = {
    * without it uses the normal lane.
    */
   backgroundOpsPerCommit: 4,
-  /** Pause before a commit that carries background operations alone on an idle unit, for waiting live traffic to go first. */
+  /** Pause before a commit that carries background operations alone, for waiting live traffic to go first. */
   backgroundPauseMs: 1,
-  /**
-   * Beside live traffic, background operations ride on the live commits and a commit
-   * of background work alone waits this long without one. Each such commit is an
-   * fsync of its own: with a 1 ms pause they came between most live commits, and the
-   * settlements of a 200,000-account batch beside 2,000 authorizations/s cost the
-   * same p99 whether 2 or 4 rode on each commit (the count of commits was the cost).
-   */
-  backgroundAloneAfterMs: 20,
-  /** No live operation for this long: the unit is idle, and background work commits after backgroundPauseMs, in bigger slices. */
-  backgroundIdleAfterMs: 100,
-  /** Background operations per commit on an idle unit. */
-  backgroundIdleOpsPerCommit: 32,
   /** Requests in flight per channel at the gateway before it sheds with 429. */
   inflightPerChannelMax: 4096,
   /**

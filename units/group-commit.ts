@@ -57,8 +57,6 @@ export class GroupCommitter {
   private background: BackgroundJob[] = [];
   private backgroundOps = 0;
   private backgroundTimer: NodeJS.Timeout | null = null;
-  /** When the last live job was submitted (performance.now()). */
-  private lastLiveMs = Number.NEGATIVE_INFINITY;
   /**
    * Fault injection (a slow disk): every commit takes this much longer, with the
    * event loop blocked as a slow fsync blocks it. Set by POST /admin/fault.
@@ -109,7 +107,6 @@ export class GroupCommitter {
   submit(job: CommitJob): void {
     assert(job.ops.length > 0, 'a commit job has operations');
     assert(job.ops.length <= limits.groupCommitSizeMax, 'a commit job fits one group commit');
-    this.lastLiveMs = performance.now();
     this.queue.push(job);
     this.queuedOps += job.ops.length;
     this.schedule();
@@ -117,10 +114,7 @@ export class GroupCommitter {
 
   /**
    * Work that yields to live traffic: at most limits.backgroundOpsPerCommit of its
-   * operations join each live commit, and a commit of its own comes only after
-   * limits.backgroundAloneAfterMs without one (or, on an idle unit, after
-   * limits.backgroundPauseMs, with up to limits.backgroundIdleOpsPerCommit).
-   * done gets every answer once the last one is committed.
+   * operations join each commit. done gets every answer once the last one is committed.
    */
   submitBackground(job: CommitJob): void {
     assert(job.ops.length > 0, 'a commit job has operations');
@@ -152,17 +146,9 @@ export class GroupCommitter {
     setImmediate(() => this.flush());
   }
 
-  /** No live operation for limits.backgroundIdleAfterMs. */
-  private get idle(): boolean {
-    return performance.now() - this.lastLiveMs >= limits.backgroundIdleAfterMs;
-  }
-
   /**
-   * A commit of background work alone waits first: on an idle unit
-   * limits.backgroundPauseMs, so that the event loop reads its sockets and a waiting
-   * authorization goes first; beside live traffic limits.backgroundAloneAfterMs, so
-   * that the background work rides on the live commits instead of adding fsyncs
-   * between them. Live traffic arriving meanwhile cancels the wait (schedule()).
+   * A commit of background work alone waits limits.backgroundPauseMs first, so the
+   * unit's event loop reads its sockets and a waiting authorization goes first.
    */
   private scheduleBackground(): void {
     if (this.scheduled) return;
@@ -170,13 +156,13 @@ export class GroupCommitter {
     this.backgroundTimer = setTimeout(() => {
       this.backgroundTimer = null;
       this.flush();
-    }, this.idle ? limits.backgroundPauseMs : limits.backgroundAloneAfterMs);
+    }, limits.backgroundPauseMs);
   }
 
   /** The next slice of the background lane, as commit jobs whose answers go to their background job. */
-  private takeBackgroundSlice(alone: boolean): CommitJob[] {
+  private takeBackgroundSlice(): CommitJob[] {
     const slice: CommitJob[] = [];
-    let room = alone && this.idle ? limits.backgroundIdleOpsPerCommit : limits.backgroundOpsPerCommit;
+    let room = limits.backgroundOpsPerCommit;
     while (room > 0 && this.background.length > 0) {
       const head = this.background[0] as BackgroundJob;
       const ops = head.job.ops.slice(head.next, head.next + room);
@@ -229,7 +215,7 @@ export class GroupCommitter {
       opsCount += next.ops.length;
     }
     this.queuedOps -= opsCount;
-    for (const slice of this.takeBackgroundSlice(jobs.length === 0)) {
+    for (const slice of this.takeBackgroundSlice()) {
       jobs.push(slice);
       opsCount += slice.ops.length;
     }
