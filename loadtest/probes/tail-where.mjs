@@ -3,6 +3,7 @@
 // store lock retries. RATE (default 9500), SECONDS (15), RUNS (2).
 import { startLoadedCluster, measure } from '../../dist/loadtest/bench-lib.js';
 import { request } from 'undici';
+import { rmSync } from 'node:fs';
 const rate = Number(process.env.RATE ?? 9500);
 const loaded = await startLoadedCluster(100000, 4, 42, true);
 const scrape = async () => {
@@ -37,3 +38,4 @@ for (let i = 0; i < Number(process.env.RUNS ?? 2); i++) {
   console.log('  unit commits <= ', [...unitsAfter.commit.keys()].map((le) => `${le}:${(100 * (unitsAfter.commit.get(le) - unitsBefore.commit.get(le)) / total).toFixed(3)}%`).join(' '), `(n=${total}), store lock retries ${unitsAfter.retries - unitsBefore.retries}`);
 }
 await loaded.cluster.close();
+rmSync(loaded.root, { recursive: true, force: true });
