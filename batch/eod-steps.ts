@@ -118,10 +118,9 @@ function clearAndPost(context: StepContext): number {
     const last = start + pieceAccounts >= ids.length;
     const high = ids[Math.min(start + pieceAccounts, ids.length) - 1] ?? after;
     db.transaction(() => {
-      const insert = file.insert;
       let end = index;
       while (end < file.records.length && (file.records[end] as ClearingRecord).accountId <= high) end++;
-      for (let i = index; i < end; i++) insert(file.records[i] as ClearingRecord);
+      for (let i = index; i < end; i++) file.insert(file.records[i] as ClearingRecord);
       count += posting.clearing(file.records, index, end);
       count += posting.payments(low, high);
       index = end;

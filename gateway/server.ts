@@ -112,7 +112,8 @@ export class GatewayServer {
       const parts = target.split('/');
       const started = performance.now();
       const increment = parts[4] === 'increments';
-      this.followUpRequest(headers, body, decodeURIComponent(parts[3] ?? ''), increment, reply, () => {
+      // The route admits only ids without % escapes, so the segment is the id as it stands.
+      this.followUpRequest(headers, body, parts[3] ?? '', increment, reply, () => {
         this.metrics.onRequest(increment ? 'increments' : 'reversals', (performance.now() - started) / 1000);
       });
     };
@@ -120,7 +121,6 @@ export class GatewayServer {
       if (method !== 'POST') return null;
       if (target === '/v1/authorizations') return authorizeFront;
       const parts = target.split('/');
-      // A target with % escapes or a query goes to node:http, which decodes it and answers a bad one.
       // The plain form only: /v1/authorizations/<id>/(reversals|increments), an id without
       // % escapes or a query; node:http's route answers every other form as it always has.
       return parts.length === 5 && parts[1] === 'v1' && isFollowUpPath(parts) && (parts[3] ?? '') !== '' && !target.includes('%') && !target.includes('?') ? followUpFront : null;
