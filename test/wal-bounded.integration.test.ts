@@ -7,7 +7,7 @@ import { walBytesKeptMax } from '../units/store.js';
 import { call, freshKey, openAccount, purchase, startCluster } from './helpers.js';
 
 // A unit's WAL stays bounded under steady writes. Before the background
-// checkpoint rewound the log (units/feed-worker.ts), issuing 300,000 accounts
+// checkpoint rewound the log (units/wal-checkpointer.ts), issuing 300,000 accounts
 // into one unit left a 2.2 GB WAL beside a 108 MB database, and it never shrank.
 
 let cluster: Cluster;

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Version } from '../domain/gray.js';
 import type { UnitOp } from '../domain/protocol.js';
 import type { CommitStats } from './group-commit.js';
+import type { RewindOutcome } from './wal-checkpointer.js';
 
 // Unit metrics, labelled children cached so the authorization path does not hash label sets.
 
@@ -41,7 +42,21 @@ export class UnitMetrics implements CommitStats {
 
   private readonly lockRetries = new Counter({
     name: 'dsu_unit_store_lock_retries_total',
-    help: 'Group commits retried on the next turn because the unit\'s other instance (gray release) held the store\'s write lock.',
+    help: 'Group commits retried on the next turn because the store\'s write lock was held: by a RESTART checkpoint, or by the unit\'s other instance (gray release).',
+    registers: [this.registry],
+  });
+
+  private readonly walChases = new Counter({
+    name: 'dsu_unit_wal_chases_total',
+    help: 'Chases of the store\'s background checkpoint after the writer (units/wal-checkpointer.ts), by how they ended: writer (a commit rewound the log), next-commit (log wholly copied, the idle writer rewinds it), restart (a RESTART checkpoint rewound it, holding commits back), deferred.',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+
+  private readonly walChasePasses = new Histogram({
+    name: 'dsu_unit_wal_chase_passes',
+    help: 'PASSIVE checkpoint passes in one chase of the writer.',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
     registers: [this.registry],
   });
 
@@ -61,6 +76,11 @@ export class UnitMetrics implements CommitStats {
   onHaState(role: string, replication: string | null): void {
     for (const each of ['solo', 'primary', 'standby']) this.haRole.labels(each).set(each === role ? 1 : 0);
     this.singleCopy.set(role === 'primary' && replication !== 'sync' ? 1 : 0);
+  }
+
+  onWalChase(outcome: RewindOutcome, passes: number): void {
+    this.walChases.labels(outcome).inc();
+    this.walChasePasses.observe(passes);
   }
 
   onLockRetry(): void {

@@ -14,6 +14,7 @@ import { releaseProducts, type Topology } from '../domain/topology.js';
 import { UnitEngine } from './engine.js';
 import { feedFormats, isFeedFormat } from './feed-reader.js';
 import { GroupCommitter } from './group-commit.js';
+import type { RewindOutcome } from './wal-checkpointer.js';
 import { UnitMetrics } from './metrics.js';
 import { decodeOps } from './op-decode.js';
 import { attachWire, type WireEndpoint } from './wire-server.js';
@@ -271,7 +272,8 @@ export class UnitServer {
   /** The feed thread; if it dies, its pending requests fail (batch retries them) and a new one starts. */
   private startFeedWorker(): Worker {
     const worker = new Worker(new URL('./feed-worker.js', import.meta.url), { workerData: { path: this.databases.path, unitId: this.options.unitId } });
-    worker.on('message', (message: { id: number; text?: string; error?: string }) => {
+    worker.on('message', (message: { id: number; text?: string; error?: string } | { chase: RewindOutcome; passes: number }) => {
+      if ('chase' in message) return this.metrics.onWalChase(message.chase, message.passes);
       const waiter = this.feedWaiters.get(message.id);
       this.feedWaiters.delete(message.id);
       waiter?.(message.text ?? '', message.error);

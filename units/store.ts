@@ -149,11 +149,11 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   // No checkpoint on the writer: an automatic checkpoint runs inside the commit that
   // crosses the threshold, on the authorization event loop, copying up to the whole
   // WAL into the database file. The unit's background thread checkpoints instead
-  // (units/feed-worker.ts). On this machine the p99 at 1,000-4,500/s did not move
+  // (units/wal-checkpointer.ts). On this machine the p99 at 1,000-4,500/s did not move
   // measurably either way (12-22 ms; the tail follows fsync stalls of the disk),
   // but the work no longer sits in the commit path.
   writer.pragma('wal_autocheckpoint = 0');
-  // When the log is rewound (see units/feed-worker.ts), a file grown past this is trimmed back to it.
+  // When the log is rewound (see units/wal-checkpointer.ts), a file grown past this is trimmed back to it.
   writer.pragma(`journal_size_limit = ${walBytesKeptMax}`);
   writer.exec(schema);
   // The replication commit sequence (units/replication.ts) and the epoch of the last commit.

@@ -1,6 +1,6 @@
 // Where the p99 of a fixed-rate run sits: client-side latency vs the gateway's own histogram
 // (request start to answer), the unit batch round trips, the units' commit durations and
-// store lock retries. RATE (default 9500), SECONDS (15), RUNS (2).
+// store lock retries, and how the units' WAL checkpoint chases ended. RATE (default 9500), SECONDS (15), RUNS (2).
 import { startLoadedCluster, measure } from '../../dist/loadtest/bench-lib.js';
 import { request } from 'undici';
 import { rmSync } from 'node:fs';
@@ -14,12 +14,13 @@ const scrape = async () => {
 const unitText = async () => Promise.all(loaded.cluster.topology.units.map(async (unit) => (await (await request(unit.url + '/metrics')).body.text())));
 const unitScrape = async () => {
   const texts = await unitText();
-  const commit = new Map(); let retries = 0;
+  const commit = new Map(); const chases = new Map(); let retries = 0;
   for (const text of texts) for (const line of text.split('\n')) {
     if (line.startsWith('dsu_unit_group_commit_duration_seconds_bucket')) { const le = line.match(/le="([^"]+)"/)[1]; commit.set(le, (commit.get(le) ?? 0) + Number(line.split(' ').pop())); }
     if (line.startsWith('dsu_unit_store_lock_retries_total')) retries += Number(line.split(' ').pop());
+    if (line.startsWith('dsu_unit_wal_chases_total{')) { const outcome = line.match(/outcome="([^"]+)"/)[1]; chases.set(outcome, (chases.get(outcome) ?? 0) + Number(line.split(' ').pop())); }
   }
-  return { commit, retries };
+  return { commit, chases, retries };
 };
 const opts = { connections: 512, durationSeconds: 4, rounds: 1, rateDurationSeconds: Number(process.env.SECONDS ?? 15), seed: 42, json: true };
 await measure(loaded.target, loaded.cards, opts, 0, 'closed');
@@ -36,6 +37,7 @@ for (let i = 0; i < Number(process.env.RUNS ?? 2); i++) {
   console.log('  batch ops <= ', show('ops'));
   const total = unitsAfter.commit.get('+Inf') - unitsBefore.commit.get('+Inf');
   console.log('  unit commits <= ', [...unitsAfter.commit.keys()].map((le) => `${le}:${(100 * (unitsAfter.commit.get(le) - unitsBefore.commit.get(le)) / total).toFixed(3)}%`).join(' '), `(n=${total}), store lock retries ${unitsAfter.retries - unitsBefore.retries}`);
+  console.log('  WAL chases ended by', [...unitsAfter.chases.keys()].map((outcome) => `${outcome}:${unitsAfter.chases.get(outcome) - (unitsBefore.chases.get(outcome) ?? 0)}`).join(' ') || 'none');
 }
 await loaded.cluster.close();
 rmSync(loaded.root, { recursive: true, force: true });
