@@ -151,3 +151,20 @@ it('rewinds the log with a RESTART when the writer never pauses long enough for 
   expect(chases.some((chase) => chase.outcome === 'restart')).toBe(true);
   expect((open().prepare('SELECT count(*) AS n FROM rows').get() as { n: number }).n).toBe(written);
 });
+
+it('leaves the rewind to the next commit of an idle writer, and does not chase it again every tick', async () => {
+  const writer = open();
+  writer.pragma('wal_autocheckpoint = 0');
+  const insert = writer.prepare('INSERT INTO rows (payload) VALUES (?)');
+  for (let i = 0; i < 300; i++) insert.run(Buffer.alloc(pageBytes - 200, 1));
+  const chases = startCheckpointer({});
+  await until(() => chases.length > 0, 5_000);
+  expect(chases).toEqual([{ outcome: 'next-commit', passes: 2 }]);
+  // Ten more ticks with nothing written: no new chase.
+  await new Promise((resolve) => setTimeout(resolve, 10 * 20));
+  expect(chases).toHaveLength(1);
+  // The next commit finds the log wholly copied and writes it from its start.
+  insert.run(Buffer.alloc(16, 2));
+  const [after] = open().pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>;
+  expect(after?.log).toBeLessThan(10);
+});

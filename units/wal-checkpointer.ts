@@ -63,6 +63,8 @@ interface Pass {
 export class WalCheckpointer {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** The log's length when a chase last ended with it wholly copied and the writer idle, or -1. */
+  private idleLog = -1;
 
   constructor(private readonly db: Database.Database, private readonly options: WalCheckpointerOptions) {
     assert(options.intervalMs >= 1, 'intervalMs >= 1');
@@ -90,6 +92,8 @@ export class WalCheckpointer {
   private tick(): void {
     const pass = this.pass('PASSIVE');
     if (pass === null || pass.log < this.options.rewindFramesMin) return this.schedule(this.options.intervalMs, () => this.tick());
+    // Nothing written since the last chase found the writer idle: its next commit rewinds the log.
+    if (pass.log === this.idleLog && pass.checkpointed === pass.log) return this.schedule(this.options.intervalMs, () => this.tick());
     this.chase(pass, 1);
   }
 
@@ -98,6 +102,11 @@ export class WalCheckpointer {
     // The log is shorter than at the last pass: a commit found it wholly copied and rewound it.
     if (pass !== null && pass.log < previous.log) return this.chaseEnded('writer', passes + 1);
     const caughtUp = pass !== null && pass.log === pass.checkpointed;
+    // Wholly copied twice over with no commit between: the writer is idle and rewinds the log at its next commit.
+    if (caughtUp && pass.log === previous.log && previous.checkpointed === previous.log) {
+      this.idleLog = pass.log;
+      return this.chaseEnded('next-commit', passes + 1);
+    }
     if (passes + 1 >= this.options.chasePassesMax) {
       if (caughtUp) return this.chaseEnded('next-commit', passes + 1);
       const log = pass === null ? previous.log : pass.log;
