@@ -28,6 +28,14 @@ export interface SyncOptions {
   pageEntries?: number;
 }
 
+/**
+ * Feed page size beside live traffic (a page is one ledger transaction). A full page
+ * (limits.journalPageEntriesMax) is a 1-2 MB answer that the unit writes from its
+ * authorization thread, and a commit of a few MB into the ledger; both stall the
+ * authorizations beside them (see BENCHMARKS.md, batch isolation).
+ */
+export const syncPageEntriesBesideTraffic = 1_000;
+
 export function partitionOf(accountId: string, partitions: number): number {
   let hash = 0x9747b28c;
   for (let i = 0; i < accountId.length; i++) hash = Math.imul(hash ^ accountId.charCodeAt(i), 0x5bd1e995);

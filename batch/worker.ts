@@ -3,7 +3,7 @@ import { setPriority } from 'node:os';
 import { workerData } from 'node:worker_threads';
 import { loadTopology, type Topology } from '../domain/topology.js';
 import { runStep, type StepName } from './eod-steps.js';
-import { syncFeed } from './feed-sync.js';
+import { syncFeed, syncPageEntriesBesideTraffic } from './feed-sync.js';
 import { openLedger } from './ledger-store.js';
 import { fetchUnitTotals, reconcile, type Reconciliation } from './reconcile.js';
 import { withRetry } from './retry.js';
@@ -80,7 +80,10 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
   switch (task.kind) {
     case 'sync': {
       const { fx, file } = topology(task.topologyPath);
-      return syncFeed(ledger(task.ledgerPath), { unitUrl: task.unitUrl, partitions: task.partitions, fx, utcOffsetMinutes: file.businessDayUtcOffsetMinutes });
+      return syncFeed(ledger(task.ledgerPath), {
+        unitUrl: task.unitUrl, partitions: task.partitions, fx, utcOffsetMinutes: file.businessDayUtcOffsetMinutes,
+        ...(settings.smallWrites === true ? { pageEntries: syncPageEntriesBesideTraffic } : {}),
+      });
     }
     case 'step':
       return runStep(task.step, {
