@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -17,7 +18,8 @@ const writerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.betterSqlite3);
 const db = new Database(workerData.path);
-db.pragma('busy_timeout = 1000');
+db.pragma('busy_timeout = 5000');
+db.pragma('synchronous = FULL');
 db.pragma('wal_autocheckpoint = 0');
 const insert = db.prepare('INSERT INTO rows (payload) VALUES (?)');
 const payload = Buffer.alloc(${pageBytes - 200}, 7);
@@ -39,6 +41,7 @@ let dir: string;
 let path: string;
 let checkpointer: WalCheckpointer | null;
 let connections: Database.Database[];
+let workers: Worker[];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'dsu-wal-'));
@@ -49,10 +52,12 @@ beforeEach(() => {
   db.close();
   checkpointer = null;
   connections = [];
+  workers = [];
 });
 
-afterEach(() => {
+afterEach(async () => {
   checkpointer?.stop();
+  for (const worker of workers) await worker.terminate();
   for (const connection of connections) connection.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -64,23 +69,21 @@ function open(): Database.Database {
 }
 
 function startWriter(busy = false): { stop: () => Promise<number> } {
-  const worker = new Worker(writerSource, { eval: true, workerData: { path, busy, betterSqlite3: resolvePath('better-sqlite3') } });
+  const worker = new Worker(writerSource, { eval: true, workerData: { path, busy, betterSqlite3: fileURLToPath(import.meta.resolve('better-sqlite3')) } });
+  workers.push(worker);
+  // A writer that fails (SQLITE_BUSY past its timeout) fails the test at stop().
+  const outcome = new Promise<number>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`writer exited with ${code} before it was stopped`)));
+  });
+  outcome.catch(() => {});
   return {
     stop: async () => {
-      const written = new Promise<number>((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
       worker.postMessage('stop');
-      const count = await written;
-      await worker.terminate();
-      return count;
+      return outcome;
     },
   };
-}
-
-function resolvePath(name: string): string {
-  return new URL(import.meta.resolve(name)).pathname;
 }
 
 function startCheckpointer(options: Partial<WalCheckpointerOptions>): Array<{ outcome: RewindOutcome; passes: number }> {
@@ -88,7 +91,7 @@ function startCheckpointer(options: Partial<WalCheckpointerOptions>): Array<{ ou
   const db = open();
   db.pragma('busy_timeout = 0');
   checkpointer = new WalCheckpointer(db, {
-    intervalMs: 20, rewindFramesMin: 200, restartFramesMin: 800, chasePassesMax: 64, restartWaitMs: 20,
+    intervalMs: 20, rewindFramesMin: 200, restartFramesMin: 800, chasePassesMax: 64, writerIdleMs: 10, restartWaitMs: 20,
     onChase: (outcome, passes) => chases.push({ outcome, passes }),
     ...options,
   });
@@ -102,20 +105,28 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<void>
 }
 
 function walFrames(): number {
-  return Math.floor(statSync(`${path}-wal`).size / (pageBytes + 24));
+  try {
+    return Math.floor(statSync(`${path}-wal`).size / (pageBytes + 24));
+  } catch {
+    return 0;
+  }
+}
+
+/** The WAL header's checkpoint sequence number, which SQLite increments each time the log starts over. */
+function walRewinds(): number {
+  return readFileSync(`${path}-wal`).readUInt32BE(12);
 }
 
 it('gets the writer to rewind the log itself under steady writes, with no RESTART', async () => {
   const writer = startWriter();
-  const chases = startCheckpointer({});
-  const startedMs = Date.now();
-  await until(() => chases.filter((chase) => chase.outcome === 'writer').length >= 3 && Date.now() - startedMs > 1_500, 20_000);
+  // No RESTART possible: every rewind is the writer's own.
+  await until(() => walFrames() > 0, 5_000);
+  const rewindsBefore = walRewinds();
+  const chases = startCheckpointer({ restartFramesMin: 1_000_000_000 });
+  await until(() => chases.filter((chase) => chase.outcome === 'writer').length >= 3, 30_000);
   const written = await writer.stop();
   expect(chases.filter((chase) => chase.outcome === 'writer').length).toBeGreaterThanOrEqual(3);
-  expect(chases.filter((chase) => chase.outcome === 'restart')).toEqual([]);
-  // The log was rewound, not grown: it holds far fewer frames than were written.
-  expect(written).toBeGreaterThan(600);
-  expect(walFrames()).toBeLessThan(written / 2);
+  expect(walRewinds() - rewindsBefore).toBeGreaterThanOrEqual(3);
   expect((open().prepare('SELECT count(*) AS n FROM rows').get() as { n: number }).n).toBe(written);
 });
 
@@ -131,12 +142,13 @@ it('defers the rewind while a reader holds an old snapshot, and rewinds once it 
   expect(chases.filter((chase) => chase.outcome === 'writer' || chase.outcome === 'next-commit')).toEqual([]);
   const framesHeld = walFrames();
   expect(framesHeld).toBeGreaterThan(800);
-  // The reader lets go: the next chase rewinds the log, by the writer or by a RESTART.
+  // The reader lets go: a later chase rewinds the log, by the writer or by a RESTART.
   reader.prepare('COMMIT').run();
   const before = chases.length;
-  await until(() => chases.slice(before).some((chase) => chase.outcome !== 'deferred'), 20_000);
+  await until(() => chases.slice(before).some((chase) => chase.outcome === 'writer' || chase.outcome === 'restart'), 30_000);
   const written = await writer.stop();
-  expect(chases.slice(before).some((chase) => chase.outcome === 'restart' || chase.outcome === 'writer')).toBe(true);
+  expect(chases.slice(before).some((chase) => chase.outcome === 'writer' || chase.outcome === 'restart')).toBe(true);
+  // The writer ran on after that chase: the log it left is shorter than the one held.
   const [after] = open().pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>;
   expect(after?.log).toBeLessThan(framesHeld);
   expect((open().prepare('SELECT count(*) AS n FROM rows').get() as { n: number }).n).toBe(written);
@@ -144,11 +156,15 @@ it('defers the rewind while a reader holds an old snapshot, and rewinds once it 
 
 it('rewinds the log with a RESTART when the writer never pauses long enough for a chase', async () => {
   const writer = startWriter(true);
-  // Two passes a chase: the second never finds the log wholly copied while commits run back to back.
+  // Two passes a chase: too few to find a gap between commits that run back to back.
+  await until(() => walFrames() > 0, 5_000);
+  const rewindsBefore = walRewinds();
   const chases = startCheckpointer({ chasePassesMax: 2, restartWaitMs: 2_000 });
-  await until(() => chases.some((chase) => chase.outcome === 'restart'), 20_000);
+  await until(() => chases.filter((chase) => chase.outcome === 'restart').length >= 2, 30_000);
   const written = await writer.stop();
-  expect(chases.some((chase) => chase.outcome === 'restart')).toBe(true);
+  expect(chases.filter((chase) => chase.outcome === 'restart').length).toBeGreaterThanOrEqual(2);
+  // The writer's first transaction after the first RESTART started the log over.
+  expect(walRewinds()).toBeGreaterThan(rewindsBefore);
   expect((open().prepare('SELECT count(*) AS n FROM rows').get() as { n: number }).n).toBe(written);
 });
 
@@ -159,7 +175,7 @@ it('leaves the rewind to the next commit of an idle writer, and does not chase i
   for (let i = 0; i < 300; i++) insert.run(Buffer.alloc(pageBytes - 200, 1));
   const chases = startCheckpointer({});
   await until(() => chases.length > 0, 5_000);
-  expect(chases).toEqual([{ outcome: 'next-commit', passes: 2 }]);
+  expect(chases.map((chase) => chase.outcome)).toEqual(['next-commit']);
   // Ten more ticks with nothing written: no new chase.
   await new Promise((resolve) => setTimeout(resolve, 10 * 20));
   expect(chases).toHaveLength(1);
@@ -167,4 +183,58 @@ it('leaves the rewind to the next commit of an idle writer, and does not chase i
   insert.run(Buffer.alloc(16, 2));
   const [after] = open().pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>;
   expect(after?.log).toBeLessThan(10);
+});
+
+// The chase's decisions on scripted checkpoint results, without a disk or a second thread.
+function scripted(rows: Array<[busy: number, log: number, checkpointed: number]>): { db: Database.Database; modes: string[] } {
+  const modes: string[] = [];
+  const db = {
+    pragma: (sql: string) => {
+      const mode = /wal_checkpoint\((\w+)\)/.exec(sql)?.[1];
+      if (mode === undefined) return [];
+      modes.push(mode);
+      // Past the script the log stays as it last was, wholly copied.
+      const [busy, log, checkpointed] = rows.shift() ?? [0, 10, 10];
+      return [{ busy, log, checkpointed }];
+    },
+  };
+  return { db: db as unknown as Database.Database, modes };
+}
+
+const scriptedCases: Array<{ name: string; rows: Array<[number, number, number]>; outcome: RewindOutcome; modes: string[] }> = [
+  { name: 'a shorter log is the writer\'s rewind', rows: [[0, 300, 300], [0, 320, 320], [0, 4, 4]], outcome: 'writer', modes: ['PASSIVE', 'PASSIVE', 'PASSIVE'] },
+  { name: 'a busy pass (another checkpoint) is skipped', rows: [[0, 300, 250], [1, -1, -1], [0, 6, 6]], outcome: 'writer', modes: ['PASSIVE', 'PASSIVE', 'PASSIVE'] },
+  { name: 'a log that never rewinds and is past restartFramesMin ends in a RESTART', rows: [[0, 900, 850], [0, 950, 900], [0, 1000, 950], [0, 1000, 1000]], outcome: 'restart', modes: ['PASSIVE', 'PASSIVE', 'PASSIVE', 'RESTART'] },
+  { name: 'a RESTART that finds readers in its way defers', rows: [[0, 900, 850], [0, 950, 900], [0, 1000, 950], [1, 1000, 990]], outcome: 'deferred', modes: ['PASSIVE', 'PASSIVE', 'PASSIVE', 'RESTART'] },
+  { name: 'below restartFramesMin a failed chase waits for the next tick', rows: [[0, 300, 250], [0, 350, 300], [0, 400, 350]], outcome: 'deferred', modes: ['PASSIVE', 'PASSIVE', 'PASSIVE'] },
+];
+
+for (const { name, rows, outcome, modes } of scriptedCases) {
+  it(`scripted: ${name}`, async () => {
+    const script = scripted(rows);
+    const chases: RewindOutcome[] = [];
+    checkpointer = new WalCheckpointer(script.db, {
+      intervalMs: 1, rewindFramesMin: 200, restartFramesMin: 800, chasePassesMax: 3, writerIdleMs: 1_000, restartWaitMs: 0,
+      onChase: (ended) => chases.push(ended),
+    });
+    checkpointer.start();
+    await until(() => chases.length > 0, 5_000);
+    checkpointer.stop();
+    expect(chases[0]).toBe(outcome);
+    expect(script.modes.slice(0, modes.length)).toEqual(modes);
+  });
+}
+
+it('scripted: stop() during a chase leaves no pass behind', async () => {
+  const script = scripted([[0, 300, 250], [0, 350, 300]]);
+  checkpointer = new WalCheckpointer(script.db, {
+    intervalMs: 1, rewindFramesMin: 200, restartFramesMin: 800, chasePassesMax: 1_000, writerIdleMs: 1_000, restartWaitMs: 0,
+    onChase: () => {},
+  });
+  checkpointer.start();
+  await until(() => script.modes.length >= 3, 5_000);
+  checkpointer.stop();
+  const passes = script.modes.length;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(script.modes.length).toBe(passes);
 });

@@ -12,30 +12,34 @@ import { assert } from '../domain/limits.js';
 // back, and under steady writes new frames always arrive during a pass. Measured:
 // issuing 300,000 accounts into one unit left a 2.2 GB WAL beside a 108 MB database.
 //
-// A RESTART checkpoint rewinds it, but it takes the write lock first and then copies
-// the frames written since the last pass and syncs the log and the database file
-// under it. Measured at 8,000 authorizations/s (loadtest/probes/tail-where.mjs): a
-// RESTART every 1-3 s per unit, 16 ms at its median and up to 116 ms, and 170-290
-// commits per 15 s that found the lock taken and retried.
+// A RESTART checkpoint gets it rewound (the writer's next transaction starts the log
+// over), but it takes the write lock first, then copies the frames written since the
+// last pass, syncs the log and the database file and waits for readers, all under
+// it. Measured at 8,000 authorizations/s (loadtest/probes/tail-where.mjs): a RESTART
+// every 1-3 s per unit, 16 ms at its median and up to 116 ms, and 170-290 commits
+// per 15 s that found the lock taken and retried.
 //
 // So once the log holds rewindFramesMin frames the checkpointer chases the writer
-// instead: it runs short PASSIVE passes back to back, each copying only what the
-// last one missed, until one finishes inside a gap between two commits. The next
-// commit then finds the log wholly copied and rewinds it itself; a pass sees the
-// log shorter than before and the chase ends. Nothing waits on a lock. Measured in
-// the same run: 29 of 32 chases ended with the writer's rewind after 2-38 passes
+// instead: it runs short PASSIVE passes one after another, each copying only what
+// the last one missed, until one finishes inside a gap between two commits. The
+// next commit then finds the log wholly copied and rewinds it itself; a pass sees
+// the log shorter than before and the chase ends. Nothing waits on a lock. Measured
+// in the same run: 29 of 32 chases ended with the writer's rewind after 2-38 passes
 // (18-230 ms), and no commit retried.
 //
 // A chase can fail: a reader (the journal feed) may hold an old snapshot, or the
-// writer may never pause (bulk issuance). Then the next tick chases again, and once
-// the log holds restartFramesMin frames a RESTART rewinds it after all, so the log
-// stays bounded.
+// writer may never pause (bulk issuance). Then the next tick chases again, and a
+// chase that fails with the log past restartFramesMin ends in a RESTART, so the log
+// stays bounded. Durability does not depend on any of this: a checkpoint syncs the
+// log and the database file before it records frames as copied, and only then may a
+// commit write over them.
 
 export const rewindOutcomes = ['writer', 'next-commit', 'restart', 'deferred'] as const;
 /**
  * How a chase ended: the writer rewound the log; the log was wholly copied and the
- * writer, idle, rewinds it at its next commit; a RESTART rewound it; or none of these
- * (the next tick tries again).
+ * writer, idle for writerIdleMs, rewinds it at its next commit; a RESTART copied it
+ * all (the writer's next transaction rewinds it); or none of these (the next tick
+ * tries again).
  */
 export type RewindOutcome = (typeof rewindOutcomes)[number];
 
@@ -48,6 +52,8 @@ export interface WalCheckpointerOptions {
   restartFramesMin: number;
   /** Passes in one chase. */
   chasePassesMax: number;
+  /** How long the log must stay the same, wholly copied, before the writer counts as idle. */
+  writerIdleMs: number;
   /** How long a RESTART waits for the writer's transaction and for readers. */
   restartWaitMs: number;
   onChase(outcome: RewindOutcome, passes: number): void;
@@ -62,8 +68,9 @@ interface Pass {
 
 export class WalCheckpointer {
   private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
   private stopped = false;
-  /** The log's length when a chase last ended with it wholly copied and the writer idle, or -1. */
+  /** The log's length when a chase last ended with the writer idle, or -1. */
   private idleLog = -1;
 
   constructor(private readonly db: Database.Database, private readonly options: WalCheckpointerOptions) {
@@ -71,58 +78,81 @@ export class WalCheckpointer {
     assert(options.rewindFramesMin >= 1, 'rewindFramesMin >= 1');
     assert(options.restartFramesMin >= options.rewindFramesMin, 'restartFramesMin >= rewindFramesMin');
     assert(options.chasePassesMax >= 2, 'chasePassesMax >= 2');
+    assert(options.writerIdleMs >= 1, 'writerIdleMs >= 1');
     assert(options.restartWaitMs >= 0, 'restartWaitMs >= 0');
   }
 
   start(): void {
-    this.schedule(this.options.intervalMs, () => this.tick());
+    this.later(this.options.intervalMs, () => this.tick());
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.immediate !== null) clearImmediate(this.immediate);
     this.timer = null;
+    this.immediate = null;
   }
 
-  private schedule(delayMs: number, step: () => void): void {
+  private later(delayMs: number, step: () => void): void {
     if (this.stopped) return;
     this.timer = setTimeout(step, delayMs);
   }
 
-  private tick(): void {
-    const pass = this.pass('PASSIVE');
-    if (pass === null || pass.log < this.options.rewindFramesMin) return this.schedule(this.options.intervalMs, () => this.tick());
-    // Nothing written since the last chase found the writer idle: its next commit rewinds the log.
-    if (pass.log === this.idleLog && pass.checkpointed === pass.log) return this.schedule(this.options.intervalMs, () => this.tick());
-    this.chase(pass, 1);
+  private now(step: () => void): void {
+    if (this.stopped) return;
+    this.immediate = setImmediate(step);
   }
 
-  private chase(previous: Pass, passes: number): void {
+  private tick(): void {
     const pass = this.pass('PASSIVE');
-    // The log is shorter than at the last pass: a commit found it wholly copied and rewound it.
+    if (pass === null || pass.log < this.options.rewindFramesMin) return this.later(this.options.intervalMs, () => this.tick());
+    // Nothing published since the last chase found the writer idle: its next commit rewinds the log.
+    if (pass.log === this.idleLog && pass.checkpointed === pass.log) return this.later(this.options.intervalMs, () => this.tick());
+    this.chase(pass, 1, null);
+  }
+
+  /**
+   * One pass of a chase. steadySinceMs: when the log was first seen wholly copied at
+   * its present length, or null.
+   */
+  private chase(previous: Pass, passes: number, steadySinceMs: number | null): void {
+    const pass = this.pass('PASSIVE');
+    // The log is shorter than at the last pass: a commit found it wholly copied and
+    // rewound it (only walRestartHdr, at a rewind, lowers a log's length).
     if (pass !== null && pass.log < previous.log) return this.chaseEnded('writer', passes + 1);
+    const nowMs = performance.now();
+    // A pass copies the frames published when it began, so it is nearly always
+    // "caught up"; that says nothing of the writer. A commit is published only after
+    // its fsync, so the log staying the same for a pass or two does not mean the
+    // writer is idle either: it must stay the same for writerIdleMs.
     const caughtUp = pass !== null && pass.log === pass.checkpointed;
-    // Wholly copied twice over with no commit between: the writer is idle and rewinds the log at its next commit.
-    if (caughtUp && pass.log === previous.log && previous.checkpointed === previous.log) {
+    const steadyMs = caughtUp && pass.log === previous.log ? (steadySinceMs ?? nowMs) : caughtUp ? nowMs : null;
+    if (pass !== null && steadyMs !== null && nowMs - steadyMs >= this.options.writerIdleMs) {
       this.idleLog = pass.log;
       return this.chaseEnded('next-commit', passes + 1);
     }
     if (passes + 1 >= this.options.chasePassesMax) {
-      if (caughtUp) return this.chaseEnded('next-commit', passes + 1);
       const log = pass === null ? previous.log : pass.log;
       if (log < this.options.restartFramesMin) return this.chaseEnded('deferred', passes + 1);
       return this.chaseEnded(this.restart() ? 'restart' : 'deferred', passes + 1);
     }
+    const next = (): void => this.chase(pass ?? previous, passes + 1, steadyMs);
     // Caught up: give the writer a moment to begin its next commit (and rewind) before
-    // looking again. Otherwise copy what arrived during this pass straight away.
-    this.schedule(caughtUp ? 1 : 0, () => this.chase(pass ?? previous, passes + 1));
+    // looking again. Otherwise copy what arrived during this pass on the next turn.
+    if (caughtUp) this.later(1, next);
+    else this.now(next);
   }
 
   private chaseEnded(outcome: RewindOutcome, passes: number): void {
+    this.later(this.options.intervalMs, () => this.tick());
     this.options.onChase(outcome, passes);
-    this.schedule(this.options.intervalMs, () => this.tick());
   }
 
+  /**
+   * Copies every frame and waits for readers, with the write lock held (at most
+   * restartWaitMs for each); the writer's next transaction then starts the log over.
+   */
   private restart(): boolean {
     this.db.pragma(`busy_timeout = ${this.options.restartWaitMs}`);
     try {
@@ -132,11 +162,12 @@ export class WalCheckpointer {
     }
   }
 
-  /** One checkpoint; null when it could not run (another checkpoint, a lock held, an I/O error). */
+  /** One checkpoint; null when it could not finish (another checkpoint, a lock held, readers, an I/O error). */
   private pass(mode: 'PASSIVE' | 'RESTART'): Pass | null {
     try {
       const [row] = this.db.pragma(`wal_checkpoint(${mode})`) as Array<{ busy: number; log: number; checkpointed: number }>;
-      // A busy checkpoint reports -1 for both counts.
+      // busy: the checkpoint lock was taken (both counts are then -1), or a RESTART
+      // could not take the write lock or found readers in its way.
       if (row === undefined || row.busy !== 0 || row.log < 0) return null;
       return { log: row.log, checkpointed: row.checkpointed };
     } catch {
