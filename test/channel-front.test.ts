@@ -101,6 +101,15 @@ function post(path: string, body: string, extra = ''): string {
   return `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: k-${path}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
 }
 
+/** Writes a request a few bytes at a time, a millisecond apart, as separate packets. */
+async function writeInPieces(socket: Socket, request: string, pieceBytes: number): Promise<void> {
+  const bytes = Buffer.from(request);
+  for (let i = 0; i < bytes.length; i += pieceBytes) {
+    socket.write(bytes.subarray(i, i + pieceBytes));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
 describe('channel front door', () => {
   it('answers plain requests itself and hands the rest of a connection to node:http, answers in order', async () => {
     const client = open();
@@ -130,11 +139,7 @@ describe('channel front door', () => {
 
   it('reads a request split anywhere across packets', async () => {
     const client = open();
-    const bytes = Buffer.from(post('/fast/split', '{"split":true}'));
-    for (let i = 0; i < bytes.length; i += 7) {
-      client.socket.write(bytes.subarray(i, i + 7));
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await writeInPieces(client.socket, post('/fast/split', '{"split":true}'), 7);
     const [answer] = await client.next(1);
     expect(answer?.body).toMatchObject({ by: 'front', body: '{"split":true}' });
     client.socket.destroy();
@@ -165,11 +170,7 @@ describe('channel front door', () => {
 
   it('hands a request that trickles in over many packets to node:http', async () => {
     const client = open();
-    const bytes = Buffer.from(post('/fast/trickle', '{"n":1}'));
-    for (let i = 0; i < bytes.length; i += 2) {
-      client.socket.write(bytes.subarray(i, i + 2));
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await writeInPieces(client.socket, post('/fast/trickle', '{"n":1}'), 2);
     const [answer] = await client.next(1);
     expect(answer?.body).toMatchObject({ by: 'node', body: '{"n":1}' });
     client.socket.destroy();

@@ -127,7 +127,8 @@ export class WalCheckpointer {
     // its fsync, so the log staying the same for a pass or two does not mean the
     // writer is idle either: it must stay the same for writerIdleMs.
     const caughtUp = pass !== null && pass.log === pass.checkpointed;
-    const steadyMs = caughtUp && pass.log === previous.log ? (steadySinceMs ?? nowMs) : caughtUp ? nowMs : null;
+    let steadyMs: number | null = null;
+    if (caughtUp) steadyMs = pass.log === previous.log && steadySinceMs !== null ? steadySinceMs : nowMs;
     if (pass !== null && steadyMs !== null && nowMs - steadyMs >= this.options.writerIdleMs) {
       this.idleLog = pass.log;
       return this.chaseEnded('next-commit', passes + 1);
