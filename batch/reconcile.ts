@@ -42,17 +42,20 @@ export function reconcile(db: Database.Database, unitId: string, date: string, u
   for (const row of db.prepare('SELECT match, count(*) AS count, sum(amount_minor) AS amount FROM clearing WHERE business_date = ? GROUP BY match').all(date) as Array<{ match: string; count: number; amount: number }>) {
     clearing[row.match] = { count: row.count, amountMinor: row.amount };
   }
-  const totals = db.prepare('SELECT coalesce(sum(amount_minor), 0) AS debit, coalesce(sum(amount_minor), 0) AS credit FROM entries').get() as { debit: number; credit: number };
-  const receivable = db.prepare(`SELECT coalesce(sum(CASE WHEN debit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END)
-    - sum(CASE WHEN credit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END), 0) FROM entries`).pluck().get() as number;
+  // One pass over the ledger (every day's entries) for its totals; the entries listed only when there are some.
+  const ledger = db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS debit, coalesce(sum(amount_minor), 0) AS credit,
+    coalesce(sum(CASE WHEN debit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END)
+      - sum(CASE WHEN credit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END), 0) AS receivable,
+    count(*) AS entries, coalesce(sum(debit_ledger = credit_ledger), 0) AS degenerate FROM entries`).get() as { debit: number; credit: number; receivable: number; entries: number; degenerate: number };
+  const totals = { debit: ledger.debit, credit: ledger.credit };
+  const { receivable, entries } = ledger;
   const balances = db.prepare('SELECT coalesce(sum(purchase_minor + cash_minor + fee_minor + interest_minor), 0) FROM accounts').pluck().get() as number;
-  const entries = db.prepare('SELECT count(*) FROM entries').pluck().get() as number;
   const sentMinor = db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number;
   const unsent = db.prepare('SELECT count(*) FROM outbox WHERE sent = 0').pluck().get() as number;
   const rejected = db.prepare('SELECT reference, account_id FROM outbox WHERE sent = 2').all() as Array<{ reference: string; account_id: string }>;
   // Each entry is one debit and one credit of one amount (see ledger-store.ts), so the
   // totals agree by construction; an entry whose two sides name the same ledger would not move money.
-  const degenerate = db.prepare('SELECT reference FROM entries WHERE debit_ledger = credit_ledger').pluck().all() as string[];
+  const degenerate = ledger.degenerate === 0 ? [] : db.prepare('SELECT reference FROM entries WHERE debit_ledger = credit_ledger').pluck().all() as string[];
   const unmatched = db.prepare(`SELECT c.record_id FROM clearing c LEFT JOIN authorizations a ON a.authorization_id = c.authorization_id
     WHERE c.business_date = ? AND c.authorization_id IS NOT NULL AND a.authorization_id IS NULL`).pluck().all(date) as string[];
   const unposted = db.prepare(`SELECT DISTINCT c.partition FROM clearing c LEFT JOIN steps s ON s.business_date = c.business_date AND s.step = 'post' AND s.partition = c.partition

@@ -15,10 +15,18 @@ import { withRetry } from './retry.js';
  * event loop). 'bounded', while authorizations run: one request at a time in the
  * unit's background lane, which applies 4 postings per commit beside the live
  * traffic, so an authorization never waits behind a whole request.
+ *
+ * Answered rows are marked sent in runs of at least markRowsMin rows (and at the
+ * end), by one range UPDATE per partition: 1.7 us per row for a whole outbox of
+ * 50,000 rows at once, against 4.0 us per row for an UPDATE by key per row in
+ * transactions of 250. Beside live traffic each answer is marked at once, so the
+ * ledger writes in small pieces (see openLedger). A run killed before a mark sends
+ * those rows again, and the unit answers them from their idempotency keys without
+ * applying them twice.
  */
 export const sendPressures = {
-  full: { postingsPerRequest: 250, requestsInflightMax: 3, lane: 'normal' },
-  bounded: { postingsPerRequest: 200, requestsInflightMax: 1, lane: 'background' },
+  full: { postingsPerRequest: 250, requestsInflightMax: 3, lane: 'normal', markRowsMin: 5_000 },
+  bounded: { postingsPerRequest: 200, requestsInflightMax: 1, lane: 'background', markRowsMin: 1 },
 } as const;
 export type SendPressure = keyof typeof sendPressures;
 
@@ -31,27 +39,62 @@ interface OutboxRow {
   kind: string;
 }
 
-export async function sendPostings(db: Database.Database, unitUrl: string, pressure: SendPressure): Promise<number> {
-  const { postingsPerRequest, requestsInflightMax, lane } = sendPressures[pressure];
+export interface SendOptions {
+  /** Called when a request is answered, before its rows are marked (fault injection for the restart tests). */
+  onAnswered?: () => void;
+}
+
+export async function sendPostings(db: Database.Database, unitUrl: string, pressure: SendPressure, options: SendOptions = {}): Promise<number> {
+  const { postingsPerRequest, requestsInflightMax, lane, markRowsMin } = sendPressures[pressure];
   // The partial index holds only unsent rows: a scan of the table would read every day's postings.
   // In the order of the references, which is the accounts' within each kind of
   // posting: the unit then updates its accounts and holds page after page. In the
   // order of the partitions (the outbox's key) it swept its accounts table eight
   // times, and the send step took 11.6-12.4 s against 8.9-9.3 s (200,000 accounts).
   const rows = db.prepare('SELECT partition, reference, account_id, releases, post_minor, kind FROM outbox INDEXED BY outbox_unsent WHERE sent = 0 ORDER BY reference').all() as OutboxRow[];
-  const mark = db.transaction((chunk: OutboxRow[], statuses: number[]) => {
-    const update = db.prepare('UPDATE outbox SET sent = ? WHERE partition = ? AND reference = ?');
-    chunk.forEach((row, index) => update.run((statuses[index] ?? 500) === 200 ? 1 : 2, row.partition, row.reference));
+  const partitions = [...new Set(rows.map((row) => row.partition))];
+  /** Each row's answer status, once its request is answered. */
+  const statuses: number[] = new Array<number>(rows.length);
+  const answered: boolean[] = new Array<boolean>(rows.length).fill(false);
+  const markRejected = db.prepare('UPDATE outbox SET sent = 2 WHERE partition = ? AND reference = ? AND sent = 0');
+  const markSent = db.prepare('UPDATE outbox SET sent = 1 WHERE partition = ? AND sent = 0 AND reference <= ?');
+  // Every unsent row is in `rows`, in reference order, and nothing adds to the outbox
+  // while a unit's postings are sent (a unit's steps run one after another): so
+  // "unsent, at or before the reference of row k" is exactly rows[0..k].
+  const mark = db.transaction((from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      if (statuses[i] !== 200) markRejected.run((rows[i] as OutboxRow).partition, (rows[i] as OutboxRow).reference);
+    }
+    const through = (rows[to - 1] as OutboxRow).reference;
+    for (const partition of partitions) markSent.run(partition, through);
   });
+  /** Rows [0, marked) are marked; rows [0, answeredThrough) are answered. */
+  let marked = 0;
+  let answeredThrough = 0;
+  /** Marks the answered rows that follow the marked ones without a gap, if there are enough of them (or `all`). */
+  const markAnswered = (all: boolean): void => {
+    while (answeredThrough < rows.length && answered[answeredThrough] === true) answeredThrough++;
+    if (answeredThrough === marked || (!all && answeredThrough - marked < markRowsMin)) return;
+    mark(marked, answeredThrough);
+    marked = answeredThrough;
+  };
   let next = 0;
   const sender = async (): Promise<void> => {
     while (next < rows.length) {
-      const chunk = rows.slice(next, next + postingsPerRequest);
+      const from = next;
+      const chunk = rows.slice(from, from + postingsPerRequest);
       next += chunk.length;
-      mark(chunk, await withRetry(`postings to ${unitUrl}`, () => sendChunk(unitUrl, lane, chunk)));
+      const chunkStatuses = await withRetry(`postings to ${unitUrl}`, () => sendChunk(unitUrl, lane, chunk));
+      for (let i = 0; i < chunk.length; i++) {
+        statuses[from + i] = chunkStatuses[i] as number;
+        answered[from + i] = true;
+      }
+      options.onAnswered?.();
+      markAnswered(false);
     }
   };
   await Promise.all(Array.from({ length: requestsInflightMax }, sender));
+  markAnswered(true);
   return rows.length;
 }
 

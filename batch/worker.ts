@@ -30,14 +30,21 @@ try {
   // Not permitted: run at normal priority.
 }
 
-// Fault injection for the restart tests: DSU_BATCH_KILL_AFTER_PIECES=N kills the
-// process with SIGKILL once this thread has committed N pieces of a step, the way a
-// crash inside a step would (DSU_BATCH_KILL_AFTER_TASKS in cli.ts kills between tasks).
-const killAfterPieces = Number(process.env['DSU_BATCH_KILL_AFTER_PIECES'] ?? 'NaN');
-let pieces = 0;
-const onPiece = Number.isNaN(killAfterPieces) ? undefined : (): void => {
-  if (++pieces >= killAfterPieces) process.kill(process.pid, 'SIGKILL');
-};
+// Fault injection for the restart tests, the way a crash would (DSU_BATCH_KILL_AFTER_TASKS
+// in cli.ts kills between tasks): SIGKILL to the process once this thread has
+// - DSU_BATCH_KILL_AFTER_PIECES=N: committed N pieces of a step;
+// - DSU_BATCH_KILL_AFTER_ANSWERS=N: had N requests of postings answered by units, the
+//   last one's rows applied by the unit and not yet marked sent in the ledger.
+function killAfter(variable: string): (() => void) | undefined {
+  const count = Number(process.env[variable] ?? 'NaN');
+  if (Number.isNaN(count)) return undefined;
+  let seen = 0;
+  return () => {
+    if (++seen >= count) process.kill(process.pid, 'SIGKILL');
+  };
+}
+const onPiece = killAfter('DSU_BATCH_KILL_AFTER_PIECES');
+const onAnswered = killAfter('DSU_BATCH_KILL_AFTER_ANSWERS');
 
 const ledgers = new Map<string, Database.Database>();
 const topologies = new Map<string, Topology>();
@@ -91,7 +98,7 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
         ...(task.pieceAccounts === undefined ? {} : { pieceAccounts: task.pieceAccounts }), ...(onPiece === undefined ? {} : { onPiece }),
       });
     case 'send':
-      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.pressure);
+      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.pressure, onAnswered === undefined ? {} : { onAnswered });
     case 'reconcile':
       return reconcile(ledger(task.ledgerPath), task.unitId, task.date, await withRetry(`totals of ${task.unitUrl}`, () => fetchUnitTotals(task.unitUrl)));
   }

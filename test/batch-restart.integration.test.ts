@@ -19,7 +19,8 @@ import { call, startCluster } from './helpers.js';
 // no unexplained mismatch, and over the stretch every clearing case must occur.
 // On the busiest day copies of the ledger are run by the CLI, killed with SIGKILL
 // midway (once between tasks, once inside the clearing step after some of its
-// pieces committed), and run again: each must end identical to the uninterrupted run.
+// pieces committed, once inside the send step between a unit's answer and the
+// ledger's mark of it), and run again: each must end identical to the uninterrupted run.
 
 let cluster: Cluster;
 let root: string;
@@ -87,6 +88,8 @@ describe('end of day over a simulated stretch of days', () => {
         { name: 'between-tasks', env: { DSU_BATCH_KILL_AFTER_TASKS: '20' }, args: [] as string[] },
         // 250 accounts a partition in pieces of 16: the kill lands inside a partition's clearing step.
         { name: 'inside-a-step', env: { DSU_BATCH_KILL_AFTER_PIECES: '20' }, args: ['--piece-accounts', '16'] },
+        // Three requests of postings answered, the third one's rows not yet marked sent.
+        { name: 'inside-the-send', env: { DSU_BATCH_KILL_AFTER_ANSWERS: '3' }, args: [] as string[] },
       ];
       for (const kill of kills) {
         const copy = join(root, kill.name);
@@ -107,6 +110,18 @@ describe('end of day over a simulated stretch of days', () => {
             }
           });
           expect(cursors.reduce((sum, count) => sum + count, 0), 'a clearing step was left in progress').toBeGreaterThan(0);
+        }
+        if (kill.name === 'inside-the-send') {
+          const halfSent = cluster.topology.units.filter((unit) => {
+            const db = new Database(ledgerPath(copy, unit.id), { readonly: true });
+            try {
+              const counts = db.prepare('SELECT sum(sent = 1) AS sent, sum(sent = 0) AS unsent FROM outbox').get() as { sent: number; unsent: number };
+              return counts.sent > 0 && counts.unsent > 0;
+            } finally {
+              db.close();
+            }
+          });
+          expect(halfSent.length, 'a unit\'s postings were left partly marked sent').toBeGreaterThan(0);
         }
         // Resumed with the default piece size: the ledger does not depend on it.
         const resumed = runCli(date, copy);
