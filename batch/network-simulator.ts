@@ -49,12 +49,24 @@ export function unitHash(text: string): number {
 
 export const presentmentLookbackDays = 45;
 
+/**
+ * The days after its approval on which an authorization can be presented: every
+ * afterDays of presentmentPlan, for holds that expire after these numbers of days,
+ * within the lookback. Clearing reads only the authorizations approved that many
+ * days before the date (a handful of dates instead of 45 days of them).
+ */
+export function presentmentDelays(holdExpiryDays: Iterable<number>): number[] {
+  const delays = new Set([1, 2]);
+  for (const days of holdExpiryDays) delays.add(days + 2);
+  return [...delays].filter((days) => days <= presentmentLookbackDays).sort((a, b) => a - b);
+}
+
 interface Plan {
   /** Presentments as (days after approval, share of the base amount, releases the rest of the hold). */
   parts: Array<{ afterDays: number; share: number; last: boolean }>;
 }
 
-/** What the network will do with one authorization, decided once from its id. */
+/** What the network will do with one authorization, decided once from its id. Its afterDays are those of presentmentDelays. */
 export function presentmentPlan(auth: AuthorizationView, holdExpiryDays: number): Plan {
   if (auth.type === 'cash') return { parts: [{ afterDays: 1, share: 1, last: true }] };
   const u = unitHash(auth.authorizationId);
