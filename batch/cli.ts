@@ -9,6 +9,7 @@ import { loadTopology } from '../domain/topology.js';
 import { addDays, isoDatePattern } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
 import { pieceAccountsDefault } from './eod-steps.js';
+import { sendPressures } from './send-postings.js';
 
 const help = `Usage: npm run batch -- <command> [options]
 
@@ -35,6 +36,9 @@ Options:
   --partitions N    partitions per unit (default ${partitionsDefault})
   --piece-accounts N  accounts per transaction of the clearing step (default
                     ${pieceAccountsDefault}); a crash inside the step resumes after the last piece
+  --mark-rows N     postings marked sent per transaction of the send step (default
+                    ${sendPressures.bounded.markRows}, with --window ${sendPressures.full.markRows}); a crash resends the unmarked
+                    ones, which the unit answers from their idempotency keys
   --poll-seconds S  schedule: how often to read the clock (default 5)
   --json            print the result as one JSON object
   --help            this text`;
@@ -94,6 +98,7 @@ async function main(): Promise<void> {
       partitions: { type: 'string', default: String(partitionsDefault) }, 'poll-seconds': { type: 'string', default: '5' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false }, window: { type: 'boolean', default: false },
       idle: { type: 'boolean', default: false }, 'piece-accounts': { type: 'string', default: String(pieceAccountsDefault) },
+      'mark-rows': { type: 'string' },
     },
   });
   const command = positionals[0];
@@ -113,8 +118,10 @@ async function main(): Promise<void> {
   const partitions = Number(values.partitions);
   const pieceAccounts = Number(values['piece-accounts']);
   if (!Number.isInteger(pieceAccounts) || pieceAccounts < 1) throw new Error('--piece-accounts must be a whole number of at least 1');
+  const markRows = values['mark-rows'] === undefined ? undefined : Number(values['mark-rows']);
+  if (markRows !== undefined && (!Number.isInteger(markRows) || markRows < 1)) throw new Error('--mark-rows must be a whole number of at least 1');
   const base = {
-    topology: topology.file, topologyPath, batchRoot, threads, partitions, pieceAccounts,
+    topology: topology.file, topologyPath, batchRoot, threads, partitions, pieceAccounts, ...(markRows === undefined ? {} : { markRows }),
     ...(values.window === true ? { pressure: 'full' as const, niceness: 0 } : {}),
   };
   // Fault injection for the restart tests: DSU_BATCH_KILL_AFTER_TASKS=N kills this

@@ -31,6 +31,8 @@ export interface EndOfDayOptions {
   pieceAccounts?: number;
   /** How hard postings press on the units (see send-postings.ts); default 'bounded'. */
   pressure?: SendPressure;
+  /** Rows per mark of the outbox as sent (see send-postings.ts); the ledger is the same whatever the number. */
+  markRows?: number;
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -112,7 +114,8 @@ async function runUnit(unitId: string, unitUrl: string, options: EndOfDayOptions
   // One task sends all of the unit's postings, with several requests in flight: with
   // a task per partition the pool's threads all sent to one unit at a time, and
   // that unit's single thread kept the machine at 60-70% of its CPU.
-  await run({ kind: 'send', ledgerPath: path, unitUrl, pressure: options.pressure ?? 'bounded' }, `${unitId} send`);
+  const marks = options.markRows === undefined ? {} : { markRows: options.markRows };
+  await run({ kind: 'send', ledgerPath: path, unitUrl, pressure: options.pressure ?? 'bounded', ...marks }, `${unitId} send`);
   return run<Reconciliation>({ kind: 'reconcile', ledgerPath: path, unitId, unitUrl, date: options.date }, `${unitId} reconcile`);
 }
 

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { request } from 'undici';
+import { assert } from '../domain/limits.js';
 import { decodeResultLine, type BatchLane } from '../domain/protocol.js';
 import { withRetry } from './retry.js';
 
@@ -16,17 +17,20 @@ import { withRetry } from './retry.js';
  * unit's background lane, which applies 4 postings per commit beside the live
  * traffic, so an authorization never waits behind a whole request.
  *
- * Answered rows are marked sent in runs of at least markRowsMin rows (and at the
- * end), by one range UPDATE per partition: 1.7 us per row for a whole outbox of
- * 50,000 rows at once, against 4.0 us per row for an UPDATE by key per row in
- * transactions of 250. Beside live traffic each answer is marked at once, so the
- * ledger writes in small pieces (see openLedger). A run killed before a mark sends
- * those rows again, and the unit answers them from their idempotency keys without
- * applying them twice.
+ * Answered rows are marked sent in runs of at least markRows rows (and at the end),
+ * by one UPDATE per partition over the run's range of references in the index of
+ * unsent rows. Measured on a 50,000-row outbox: 1.9 us per row in runs of 5,000,
+ * 3.6 in runs of 1,000, 5.4 in runs of 200, against 4.0 for an UPDATE by key per row
+ * in transactions of 250. The same range over the table's key instead of the index
+ * scans the rows of earlier days that sort between (and, without a lower bound,
+ * every row of the partition before it: 15 us per row in runs of 200). Beside live
+ * traffic the runs are shorter, so the ledger writes in small pieces (see
+ * openLedger). A run killed before a mark sends those rows again, and the unit
+ * answers them from their idempotency keys without applying them twice.
  */
 export const sendPressures = {
-  full: { postingsPerRequest: 250, requestsInflightMax: 3, lane: 'normal', markRowsMin: 5_000 },
-  bounded: { postingsPerRequest: 200, requestsInflightMax: 1, lane: 'background', markRowsMin: 1 },
+  full: { postingsPerRequest: 250, requestsInflightMax: 3, lane: 'normal', markRows: 5_000 },
+  bounded: { postingsPerRequest: 200, requestsInflightMax: 1, lane: 'background', markRows: 1_000 },
 } as const;
 export type SendPressure = keyof typeof sendPressures;
 
@@ -40,12 +44,16 @@ interface OutboxRow {
 }
 
 export interface SendOptions {
+  /** Rows per mark of the outbox (default: the pressure's markRows); the ledger is the same whatever the number. */
+  markRows?: number;
   /** Called when a request is answered, before its rows are marked (fault injection for the restart tests). */
   onAnswered?: () => void;
 }
 
 export async function sendPostings(db: Database.Database, unitUrl: string, pressure: SendPressure, options: SendOptions = {}): Promise<number> {
-  const { postingsPerRequest, requestsInflightMax, lane, markRowsMin } = sendPressures[pressure];
+  const { postingsPerRequest, requestsInflightMax, lane } = sendPressures[pressure];
+  const markRows = options.markRows ?? sendPressures[pressure].markRows;
+  assert(Number.isInteger(markRows) && markRows >= 1, 'a mark covers at least one row');
   // The partial index holds only unsent rows: a scan of the table would read every day's postings.
   // In the order of the references, which is the accounts' within each kind of
   // posting: the unit then updates its accounts and holds page after page. In the
@@ -57,16 +65,17 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
   const statuses: number[] = new Array<number>(rows.length);
   const answered: boolean[] = new Array<boolean>(rows.length).fill(false);
   const markRejected = db.prepare('UPDATE outbox SET sent = 2 WHERE partition = ? AND reference = ? AND sent = 0');
-  const markSent = db.prepare('UPDATE outbox SET sent = 1 WHERE partition = ? AND sent = 0 AND reference <= ?');
+  const markSent = db.prepare('UPDATE outbox INDEXED BY outbox_unsent SET sent = 1 WHERE partition = ? AND sent = 0 AND reference >= ? AND reference <= ?');
   // Every unsent row is in `rows`, in reference order, and nothing adds to the outbox
-  // while a unit's postings are sent (a unit's steps run one after another): so
-  // "unsent, at or before the reference of row k" is exactly rows[0..k].
+  // while a unit's postings are sent (a unit's steps run one after another): so the
+  // unsent rows from the reference of row `from` to that of row `to - 1` are exactly rows[from..to).
   const mark = db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i++) {
       if (statuses[i] !== 200) markRejected.run((rows[i] as OutboxRow).partition, (rows[i] as OutboxRow).reference);
     }
-    const through = (rows[to - 1] as OutboxRow).reference;
-    for (const partition of partitions) markSent.run(partition, through);
+    const low = (rows[from] as OutboxRow).reference;
+    const high = (rows[to - 1] as OutboxRow).reference;
+    for (const partition of partitions) markSent.run(partition, low, high);
   });
   /** Rows [0, marked) are marked; rows [0, answeredThrough) are answered. */
   let marked = 0;
@@ -74,7 +83,7 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
   /** Marks the answered rows that follow the marked ones without a gap, if there are enough of them (or `all`). */
   const markAnswered = (all: boolean): void => {
     while (answeredThrough < rows.length && answered[answeredThrough] === true) answeredThrough++;
-    if (answeredThrough === marked || (!all && answeredThrough - marked < markRowsMin)) return;
+    if (answeredThrough === marked || (!all && answeredThrough - marked < markRows)) return;
     mark(marked, answeredThrough);
     marked = answeredThrough;
   };

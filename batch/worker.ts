@@ -15,7 +15,7 @@ import { sendPostings, type SendPressure } from './send-postings.js';
 export type BatchTask =
   | { kind: 'sync'; ledgerPath: string; unitUrl: string; topologyPath: string; partitions: number }
   | { kind: 'step'; step: StepName; ledgerPath: string; date: string; partition: number; topologyPath: string; pieceAccounts?: number }
-  | { kind: 'send'; ledgerPath: string; unitUrl: string; pressure: SendPressure }
+  | { kind: 'send'; ledgerPath: string; unitUrl: string; pressure: SendPressure; markRows?: number }
   | { kind: 'reconcile'; ledgerPath: string; unitId: string; unitUrl: string; date: string };
 
 // Batch threads run at a lower scheduling priority (nice, default 10): on a machine
@@ -98,7 +98,9 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
         ...(task.pieceAccounts === undefined ? {} : { pieceAccounts: task.pieceAccounts }), ...(onPiece === undefined ? {} : { onPiece }),
       });
     case 'send':
-      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.pressure, onAnswered === undefined ? {} : { onAnswered });
+      return sendPostings(ledger(task.ledgerPath), task.unitUrl, task.pressure, {
+        ...(task.markRows === undefined ? {} : { markRows: task.markRows }), ...(onAnswered === undefined ? {} : { onAnswered }),
+      });
     case 'reconcile':
       return reconcile(ledger(task.ledgerPath), task.unitId, task.date, await withRetry(`totals of ${task.unitUrl}`, () => fetchUnitTotals(task.unitUrl)));
   }

@@ -88,8 +88,8 @@ describe('end of day over a simulated stretch of days', () => {
         { name: 'between-tasks', env: { DSU_BATCH_KILL_AFTER_TASKS: '20' }, args: [] as string[] },
         // 250 accounts a partition in pieces of 16: the kill lands inside a partition's clearing step.
         { name: 'inside-a-step', env: { DSU_BATCH_KILL_AFTER_PIECES: '20' }, args: ['--piece-accounts', '16'] },
-        // Three requests of postings answered, the third one's rows not yet marked sent.
-        { name: 'inside-the-send', env: { DSU_BATCH_KILL_AFTER_ANSWERS: '3' }, args: [] as string[] },
+        // Three requests of postings answered (200 rows each), the third one's rows not yet marked sent.
+        { name: 'inside-the-send', env: { DSU_BATCH_KILL_AFTER_ANSWERS: '3' }, args: ['--mark-rows', '200'] },
       ];
       for (const kill of kills) {
         const copy = join(root, kill.name);
@@ -115,7 +115,9 @@ describe('end of day over a simulated stretch of days', () => {
           const halfSent = cluster.topology.units.filter((unit) => {
             const db = new Database(ledgerPath(copy, unit.id), { readonly: true });
             try {
-              const counts = db.prepare('SELECT sum(sent = 1) AS sent, sum(sent = 0) AS unsent FROM outbox').get() as { sent: number; unsent: number };
+              // The date's postings (the earlier day's are all sent).
+              const counts = db.prepare(`SELECT coalesce(sum(sent = 1), 0) AS sent, coalesce(sum(sent = 0), 0) AS unsent FROM outbox
+                WHERE reference LIKE 'clearing:' || ? || ':%' OR reference LIKE 'accrue:' || ? || ':%'`).get(date, date) as { sent: number; unsent: number };
               return counts.sent > 0 && counts.unsent > 0;
             } finally {
               db.close();
