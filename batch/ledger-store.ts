@@ -140,6 +140,23 @@ CREATE TABLE IF NOT EXISTS outbox (
   PRIMARY KEY (partition, reference)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (partition) WHERE sent = 0;
+-- Postings the unit refused (rare), so that reconciliation lists them without a scan of every day's outbox.
+CREATE INDEX IF NOT EXISTS outbox_rejected ON outbox (partition) WHERE sent = 2;
+
+-- Each business date's own movement of the ledger: written by the date's
+-- reconciliation, which runs after every step of the date has committed (the
+-- steps of a date are the only writers of its entries, and a step done is never
+-- run again). Reconciliation adds these rows up instead of reading every day's
+-- entries, so that a day's run does not slow down as the ledger's history grows.
+-- Added in version 3 without a new version: a date without a row is read from
+-- its entries.
+CREATE TABLE IF NOT EXISTS day_totals (
+  business_date TEXT PRIMARY KEY,
+  entries INTEGER NOT NULL,
+  amount_minor INTEGER NOT NULL,
+  receivable_minor INTEGER NOT NULL,
+  degenerate INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS steps (
   business_date TEXT NOT NULL,
@@ -207,9 +224,18 @@ export function openLedger(path: string, options: LedgerOptions = {}): Database.
   db.transaction(() => {
     db.exec(schema);
     writeMeta(db, 'schemaVersion', String(ledgerSchemaVersion));
+    // The sum of the postings the unit has applied, kept by the send step in the
+    // transaction that marks them (see send-postings.ts). A ledger from before the
+    // counter starts it from its outbox, once.
+    if (readMeta(db, sentMinorKey) === null) {
+      writeMeta(db, sentMinorKey, String(db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number));
+    }
   }).immediate();
   return db;
 }
+
+/** Meta key of the sum of the postings marked sent (answered 200 by the unit), in minor units. */
+export const sentMinorKey = 'sentMinor';
 
 export function readMeta(db: Database.Database, key: string): string | null {
   const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { request } from 'undici';
+import { readMeta, sentMinorKey } from './ledger-store.js';
 
 // Reconciliation of one unit for one business date: authorizations against
 // clearing against the ledger against the unit. Every total that must agree is
@@ -10,6 +11,7 @@ import { request } from 'undici';
 export interface Reconciliation {
   unit: string;
   date: string;
+  /** The authorizations approved on the date, by their status now. */
   authorizations: Record<string, { count: number; holdMinor: number }>;
   clearing: Record<string, { count: number; amountMinor: number }>;
   ledger: { debitMinor: number; creditMinor: number; receivableMinor: number; accountBalancesMinor: number; entries: number };
@@ -34,28 +36,33 @@ export async function fetchUnitTotals(unitUrl: string): Promise<UnitTotals> {
 }
 
 export function reconcile(db: Database.Database, unitId: string, date: string, unitTotals: UnitTotals): Reconciliation {
+  // Every read here is bounded by one day's rows or by the accounts, never by the
+  // ledger's history: the ledger's totals add up per-day rows (ledger-store.ts,
+  // day_totals), the postings sent are a counter kept by the send step, and the
+  // unsent and rejected postings are read through their partial indexes.
   const authorizations: Reconciliation['authorizations'] = {};
-  for (const row of db.prepare('SELECT status, count(*) AS count, coalesce(sum(hold_minor), 0) AS hold FROM authorizations GROUP BY status').all() as Array<{ status: string; count: number; hold: number }>) {
-    authorizations[row.status] = { count: row.count, holdMinor: row.hold };
+  const byStatus = db.prepare(`SELECT status, count(*) AS count, coalesce(sum(hold_minor), 0) AS hold FROM authorizations INDEXED BY authorizations_by_day
+    WHERE partition = ? AND approved_date = ? GROUP BY status`);
+  for (const partition of distinctKeys(db, 'SELECT partition FROM authorizations INDEXED BY authorizations_by_day WHERE partition > ? ORDER BY partition LIMIT 1', -1)) {
+    for (const row of byStatus.all(partition, date) as Array<{ status: string; count: number; hold: number }>) {
+      const total = authorizations[row.status] ?? { count: 0, holdMinor: 0 };
+      authorizations[row.status] = { count: total.count + row.count, holdMinor: total.holdMinor + row.hold };
+    }
   }
   const clearing: Reconciliation['clearing'] = {};
   for (const row of db.prepare('SELECT match, count(*) AS count, sum(amount_minor) AS amount FROM clearing WHERE business_date = ? GROUP BY match').all(date) as Array<{ match: string; count: number; amount: number }>) {
     clearing[row.match] = { count: row.count, amountMinor: row.amount };
   }
-  // One pass over the ledger (every day's entries) for its totals; the entries listed only when there are some.
-  const ledger = db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS debit, coalesce(sum(amount_minor), 0) AS credit,
-    coalesce(sum(CASE WHEN debit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END)
-      - sum(CASE WHEN credit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END), 0) AS receivable,
-    count(*) AS entries, coalesce(sum(debit_ledger = credit_ledger), 0) AS degenerate FROM entries`).get() as { debit: number; credit: number; receivable: number; entries: number; degenerate: number };
-  const totals = { debit: ledger.debit, credit: ledger.credit };
+  const ledger = ledgerTotals(db, date);
+  const totals = { debit: ledger.amount, credit: ledger.amount };
   const { receivable, entries } = ledger;
   const balances = db.prepare('SELECT coalesce(sum(purchase_minor + cash_minor + fee_minor + interest_minor), 0) FROM accounts').pluck().get() as number;
-  const sentMinor = db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number;
-  const unsent = db.prepare('SELECT count(*) FROM outbox WHERE sent = 0').pluck().get() as number;
-  const rejected = db.prepare('SELECT reference, account_id FROM outbox WHERE sent = 2').all() as Array<{ reference: string; account_id: string }>;
+  const sentMinor = Number(readMeta(db, sentMinorKey));
+  const unsent = db.prepare('SELECT count(*) FROM outbox INDEXED BY outbox_unsent WHERE sent = 0').pluck().get() as number;
+  const rejected = db.prepare('SELECT reference, account_id FROM outbox INDEXED BY outbox_rejected WHERE sent = 2').all() as Array<{ reference: string; account_id: string }>;
   // Each entry is one debit and one credit of one amount (see ledger-store.ts), so the
   // totals agree by construction; an entry whose two sides name the same ledger would not move money.
-  const degenerate = ledger.degenerate === 0 ? [] : db.prepare('SELECT reference FROM entries WHERE debit_ledger = credit_ledger').pluck().all() as string[];
+  const degenerate = ledger.degenerateDates.flatMap((day) => db.prepare('SELECT reference FROM entries WHERE business_date = ? AND debit_ledger = credit_ledger').pluck().all(day) as string[]);
   const unmatched = db.prepare(`SELECT c.record_id FROM clearing c LEFT JOIN authorizations a ON a.authorization_id = c.authorization_id
     WHERE c.business_date = ? AND c.authorization_id IS NOT NULL AND a.authorization_id IS NULL`).pluck().all(date) as string[];
   const unposted = db.prepare(`SELECT DISTINCT c.partition FROM clearing c LEFT JOIN steps s ON s.business_date = c.business_date AND s.step = 'post' AND s.partition = c.partition
@@ -77,4 +84,48 @@ export function reconcile(db: Database.Database, unitId: string, date: string, u
     ledger: { debitMinor: totals.debit, creditMinor: totals.credit, receivableMinor: receivable, accountBalancesMinor: balances, entries },
     postings: { sentMinor, unsent, rejected: rejected.length }, unitTotals, statements, mismatches,
   };
+}
+
+interface DayTotals {
+  entries: number;
+  amount: number;
+  receivable: number;
+  degenerate: number;
+}
+
+/**
+ * The ledger's totals over every day: the date's own, read from its entries and
+ * saved as its row of day_totals (this runs after every step of the date), plus
+ * the saved rows of the other days. A day with entries and no row (a run killed
+ * before its reconciliation, or a ledger from before day_totals) is read from its
+ * entries. The days are found by seeking the entries' key, one seek per day.
+ */
+function ledgerTotals(db: Database.Database, date: string): DayTotals & { degenerateDates: string[] } {
+  const readDay = db.prepare(`SELECT count(*) AS entries, coalesce(sum(amount_minor), 0) AS amount,
+    coalesce(sum(CASE WHEN debit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END)
+      - sum(CASE WHEN credit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END), 0) AS receivable,
+    coalesce(sum(debit_ledger = credit_ledger), 0) AS degenerate FROM entries WHERE business_date = ?`);
+  const saved = db.prepare('SELECT entries, amount_minor AS amount, receivable_minor AS receivable, degenerate FROM day_totals WHERE business_date = ?');
+  const today = readDay.get(date) as DayTotals;
+  db.prepare(`INSERT INTO day_totals (business_date, entries, amount_minor, receivable_minor, degenerate) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (business_date) DO UPDATE SET entries = excluded.entries, amount_minor = excluded.amount_minor,
+      receivable_minor = excluded.receivable_minor, degenerate = excluded.degenerate`).run(date, today.entries, today.amount, today.receivable, today.degenerate);
+  const sum: DayTotals & { degenerateDates: string[] } = { entries: 0, amount: 0, receivable: 0, degenerate: 0, degenerateDates: [] };
+  for (const day of distinctKeys(db, 'SELECT business_date FROM entries WHERE business_date > ? ORDER BY business_date LIMIT 1', '')) {
+    const totals = day === date ? today : (saved.get(day) as DayTotals | undefined) ?? (readDay.get(day) as DayTotals);
+    sum.entries += totals.entries;
+    sum.amount += totals.amount;
+    sum.receivable += totals.receivable;
+    sum.degenerate += totals.degenerate;
+    if (totals.degenerate > 0) sum.degenerateDates.push(day);
+  }
+  return sum;
+}
+
+/** The distinct values of an index's first column, by seeking past each one (`sql` selects the next one after `?`). */
+function distinctKeys<K extends string | number>(db: Database.Database, sql: string, before: K): K[] {
+  const next = db.prepare(sql).pluck();
+  const keys: K[] = [];
+  for (let key = next.get(before) as K | undefined; key !== undefined; key = next.get(key) as K | undefined) keys.push(key);
+  return keys;
 }

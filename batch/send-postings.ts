@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import { request } from 'undici';
 import { assert } from '../domain/limits.js';
 import { decodeResultLine, type BatchLane } from '../domain/protocol.js';
+import { readMeta, sentMinorKey, writeMeta } from './ledger-store.js';
 import { withRetry } from './retry.js';
 
 // Sends the unsent outbox of a unit's ledger to the unit as settle operations, in
@@ -69,13 +70,30 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
   // Every unsent row is in `rows`, in reference order, and nothing adds to the outbox
   // while a unit's postings are sent (a unit's steps run one after another): so the
   // unsent rows from the reference of row `from` to that of row `to - 1` are exactly rows[from..to).
+  // The sum of the rows marked sent is added to the ledger's counter in the same
+  // transaction (reconciliation compares it with the ledger's receivables); the
+  // marks' row count is checked against the rows answered 200, so the counter
+  // cannot drift from the rows it counts.
   const mark = db.transaction((from: number, to: number) => {
+    let sentRows = 0;
+    let sentMinor = 0;
     for (let i = from; i < to; i++) {
-      if (statuses[i] !== 200) markRejected.run((rows[i] as OutboxRow).partition, (rows[i] as OutboxRow).reference);
+      const row = rows[i] as OutboxRow;
+      if (statuses[i] !== 200) {
+        markRejected.run(row.partition, row.reference);
+      } else {
+        sentRows++;
+        sentMinor += row.post_minor;
+      }
     }
     const low = (rows[from] as OutboxRow).reference;
     const high = (rows[to - 1] as OutboxRow).reference;
-    for (const partition of partitions) markSent.run(partition, low, high);
+    let changed = 0;
+    for (const partition of partitions) changed += markSent.run(partition, low, high).changes;
+    assert(changed === sentRows, `a mark of the outbox changed ${changed} rows for ${sentRows} answered`);
+    const counted = Number(readMeta(db, sentMinorKey) ?? Number.NaN) + sentMinor;
+    assert(Number.isSafeInteger(counted), 'the ledger counts the postings sent (openLedger starts the counter)');
+    writeMeta(db, sentMinorKey, String(counted));
   });
   /** Rows [0, marked) are marked; rows [0, answeredThrough) are answered. */
   let marked = 0;

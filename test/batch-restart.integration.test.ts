@@ -40,7 +40,7 @@ afterAll(async () => {
   await close();
 });
 
-const tables = ['authorizations', 'accounts', 'clearing', 'entries', 'lines', 'statements', 'outbox'] as const;
+const tables = ['authorizations', 'accounts', 'clearing', 'entries', 'lines', 'statements', 'outbox', 'day_totals'] as const;
 
 function dump(path: string): Record<string, unknown[]> {
   const db = new Database(path, { readonly: true });
@@ -48,6 +48,28 @@ function dump(path: string): Record<string, unknown[]> {
     return Object.fromEntries(tables.map((table) => [table, db.prepare(`SELECT * FROM ${table} ORDER BY 1, 2`).all()]));
   } finally {
     db.close();
+  }
+}
+
+/**
+ * Reconciliation reads per-day totals and a counter of the postings sent, not the
+ * ledger's history: its figures must be what a scan of every day's entries and of
+ * the whole outbox gives, day after day and after a killed run resumed.
+ */
+function expectTotalsOfFullScan(batchRoot: string, result: Pick<EndOfDayResult, 'date' | 'units'>): void {
+  for (const unit of result.units) {
+    const db = new Database(ledgerPath(batchRoot, unit.unit), { readonly: true });
+    try {
+      const full = db.prepare(`SELECT count(*) AS entries, coalesce(sum(amount_minor), 0) AS amount,
+        coalesce(sum(CASE WHEN debit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END) - sum(CASE WHEN credit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END), 0) AS receivable
+        FROM entries`).get() as { entries: number; amount: number; receivable: number };
+      const sent = db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number;
+      const what = `${unit.unit} ${result.date}`;
+      expect(unit.ledger, what).toMatchObject({ entries: full.entries, debitMinor: full.amount, creditMinor: full.amount, receivableMinor: full.receivable });
+      expect(unit.postings.sentMinor, what).toBe(sent);
+    } finally {
+      db.close();
+    }
   }
 }
 
@@ -81,6 +103,7 @@ describe('end of day over a simulated stretch of days', () => {
       await advanceUnitClocks(1);
       if (offset !== 1) {
         results.push(await runEndOfDay({ topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, date, threads: 1, partitions: 4 }));
+        expectTotalsOfFullScan(batchRoot, results[results.length - 1]!);
         continue;
       }
       // The busiest day: most presentments land the day after the traffic.
@@ -96,6 +119,7 @@ describe('end of day over a simulated stretch of days', () => {
         for (const unit of cluster.topology.units) await backup(ledgerPath(batchRoot, unit.id), ledgerPath(copy, unit.id));
       }
       results.push(await runEndOfDay({ topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, date, threads: 1, partitions: 4 }));
+      expectTotalsOfFullScan(batchRoot, results[results.length - 1]!);
       for (const kill of kills) {
         const copy = join(root, kill.name);
         const killed = runCli(date, copy, kill.env, kill.args);
@@ -128,14 +152,31 @@ describe('end of day over a simulated stretch of days', () => {
         // Resumed with the default piece size: the ledger does not depend on it.
         const resumed = runCli(date, copy);
         expect(resumed.status, String(resumed.stderr)).toBe(0);
+        expectTotalsOfFullScan(copy, JSON.parse(String(resumed.stdout)) as EndOfDayResult);
         for (const unit of cluster.topology.units) {
           expect(dump(ledgerPath(copy, unit.id)), kill.name).toEqual(dump(ledgerPath(batchRoot, unit.id)));
         }
       }
     }
     for (const result of results) expect(result.units.flatMap((unit) => unit.mismatches), result.date).toEqual([]);
+    // The totals compared day by day were not vacuous: the ledgers grew over the days.
+    const entriesOf = (result: EndOfDayResult): number => result.units.reduce((sum, unit) => sum + unit.ledger.entries, 0);
+    expect(entriesOf(results[results.length - 1]!)).toBeGreaterThan(entriesOf(results[2]!));
+    expect(entriesOf(results[2]!)).toBeGreaterThan(0);
     const matches = new Set(results.flatMap((result) => result.units.flatMap((unit) => Object.keys(unit.clearing))));
     expect([...matches].sort()).toEqual(['chargeback', 'force', 'late', 'matched', 'refund']);
+    // A ledger from before the per-day totals (or with a day whose run never reached
+    // its reconciliation) has days without a row: they are read from their entries.
+    for (const unit of cluster.topology.units) {
+      const db = new Database(ledgerPath(batchRoot, unit.id));
+      db.prepare('DELETE FROM day_totals').run();
+      db.close();
+    }
+    const rerun = runCli(results[results.length - 1]!.date, batchRoot);
+    expect(rerun.status, String(rerun.stderr)).toBe(0);
+    const rerunResult = JSON.parse(String(rerun.stdout)) as EndOfDayResult;
+    expect(rerunResult.mismatches).toBe(0);
+    expectTotalsOfFullScan(batchRoot, rerunResult);
     const ledger = new Database(ledgerPath(batchRoot, cluster.topology.units[0]!.id), { readonly: true });
     try {
       expect(ledger.prepare("SELECT count(*) FROM clearing WHERE record_id LIKE '%:p2'").pluck().get()).toBeGreaterThan(0);
