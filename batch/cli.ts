@@ -33,7 +33,8 @@ Options:
   --idle            run under the SCHED_IDLE scheduling policy (chrt --idle) and the
                     idle I/O class (ionice -c 3): the kernel gives the batch CPU and
                     disk only when no authorization work wants them
-  --partitions N    partitions per unit (default ${partitionsDefault})
+  --partitions N    partitions per unit (default ${partitionsDefault}); a ledger keeps the count
+                    of its first run, and refuses another
   --piece-accounts N  accounts per transaction of the clearing step (default
                     ${pieceAccountsDefault}); a crash inside the step resumes after the last piece
   --mark-rows N     postings marked sent per transaction of the send step (default

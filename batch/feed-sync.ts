@@ -4,7 +4,7 @@ import { calendarOf } from '../domain/authorize-rules.js';
 import { assert, limits } from '../domain/limits.js';
 import { convertMinor, isCurrency, type FxTable } from '../domain/money.js';
 import { cycleDayOf } from './accounting-rules.js';
-import { readMeta, writeMeta } from './ledger-store.js';
+import { checkPartitionCount, readMeta, writeMeta } from './ledger-store.js';
 import { withRetry } from './retry.js';
 
 // Reads a unit's journal through its feed (GET /v1/journal?after=<seq>), page by
@@ -44,6 +44,7 @@ export function partitionOf(accountId: string, partitions: number): number {
 
 /** Applies every journal entry the unit has beyond the saved cursor; returns how many. */
 export async function syncFeed(db: Database.Database, options: SyncOptions): Promise<number> {
+  checkPartitionCount(db, options.partitions);
   const statements = prepare(db);
   const apply = db.transaction((entries: FeedEntry[]) => {
     for (const entry of entries) applyEntry(statements, entry, options);

@@ -19,7 +19,14 @@ import { join } from 'node:path';
 // per account). Measured in BENCHMARKS.md.
 // Version 3: version 2 with the outbox's releases as the settle operation's JSON and
 // clearing and posting in one step (version 2 existed for a few commits only).
-export const ledgerSchemaVersion = 3;
+// Version 4: version 3 with the per-date totals (day_totals), the counter of the
+// postings sent (meta sentMinor) and the index of refused postings, so that
+// reconciliation reads no history. A version 3 ledger is brought up to it in place
+// (the change is additive); a build of version 3 refuses a version 4 ledger, so it
+// cannot mark postings sent without counting them.
+export const ledgerSchemaVersion = 4;
+/** Older versions that openLedger brings up to ledgerSchemaVersion in place. */
+const upgradableVersions: readonly number[] = [3];
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -148,8 +155,8 @@ CREATE INDEX IF NOT EXISTS outbox_rejected ON outbox (partition) WHERE sent = 2;
 -- steps of a date are the only writers of its entries, and a step done is never
 -- run again). Reconciliation adds these rows up instead of reading every day's
 -- entries, so that a day's run does not slow down as the ledger's history grows.
--- Added in version 3 without a new version: a date without a row is read from
--- its entries.
+-- A date without a row (a run killed before its reconciliation, a ledger
+-- brought up from version 3) is read from its entries.
 CREATE TABLE IF NOT EXISTS day_totals (
   business_date TEXT PRIMARY KEY,
   entries INTEGER NOT NULL,
@@ -194,9 +201,9 @@ export function openLedger(path: string, options: LedgerOptions = {}): Database.
   // Checked before anything is written: a ledger of another schema is left as it was.
   const existing = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'meta'").get() !== undefined;
   const version = existing ? Number(readMeta(db, 'schemaVersion') ?? '1') : ledgerSchemaVersion;
-  if (version !== ledgerSchemaVersion) {
+  if (version !== ledgerSchemaVersion && !upgradableVersions.includes(version)) {
     db.close();
-    throw new Error(`ledger ${path} has schema version ${version}; this version of batch reads version ${ledgerSchemaVersion} only: move the old ledger aside to start a new one`);
+    throw new Error(`ledger ${path} has schema version ${version}; this version of batch reads version ${ledgerSchemaVersion} and brings version ${upgradableVersions.join(', ')} up to it: move the old ledger aside to start a new one`);
   }
   // 16 KiB pages for a new ledger (an existing one keeps its own): batch writes in
   // bulk and scans by range, and larger pages mean fewer B-tree pages to split and
@@ -225,13 +232,35 @@ export function openLedger(path: string, options: LedgerOptions = {}): Database.
     db.exec(schema);
     writeMeta(db, 'schemaVersion', String(ledgerSchemaVersion));
     // The sum of the postings the unit has applied, kept by the send step in the
-    // transaction that marks them (see send-postings.ts). A ledger from before the
-    // counter starts it from its outbox, once.
+    // transaction that marks them (see send-postings.ts). A ledger brought up from
+    // version 3 starts it from its outbox, once.
     if (readMeta(db, sentMinorKey) === null) {
       writeMeta(db, sentMinorKey, String(db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number));
     }
   }).immediate();
   return db;
+}
+
+/**
+ * A ledger's accounts are keyed by partition (partitionOf the account id and the
+ * count), so a run with another count would file the same account twice. The first
+ * run records the count; later runs must ask for the same.
+ */
+export function checkPartitionCount(db: Database.Database, partitions: number): void {
+  db.transaction(() => {
+    const saved = readMeta(db, 'partitions');
+    if (saved === null) {
+      const highest = db.prepare('SELECT max(partition) FROM accounts').pluck().get() as number | null;
+      // A ledger from before the count was recorded: its accounts tell the count
+      // (every partition holds accounts once a ledger has more than a few dozen).
+      if (highest !== null && highest + 1 !== partitions) {
+        throw new Error(`the ledger's accounts are split into ${highest + 1} partitions; this run asks for ${partitions}: run with --partitions ${highest + 1}`);
+      }
+      writeMeta(db, 'partitions', String(partitions));
+    } else if (Number(saved) !== partitions) {
+      throw new Error(`the ledger is split into ${saved} partitions; this run asks for ${partitions}: run with --partitions ${saved}`);
+    }
+  }).immediate();
 }
 
 /** Meta key of the sum of the postings marked sent (answered 200 by the unit), in minor units. */

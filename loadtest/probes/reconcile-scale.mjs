@@ -19,12 +19,19 @@ try {
   const insertEntry = db.prepare(`INSERT INTO entries (business_date, partition, account_id, reference, kind, amount_minor, currency, debit_ledger, credit_ledger)
     VALUES (?, ?, ?, ?, 'purchase', ?, 'CNY', ?, 'network:settlement')`);
   const insertOutbox = db.prepare("INSERT INTO outbox (partition, reference, account_id, releases, post_minor, kind, sent) VALUES (?, ?, ?, '[]', ?, 'clearing', 1)");
+  // The send step counts what it marks sent (meta sentMinor); these rows are born sent, so the probe counts them.
+  const count = db.prepare("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT) WHERE key = 'sentMinor'");
   const addDay = db.transaction((date) => {
+    let sent = 0;
     for (let i = 0; i < perDay; i++) {
       const account = String(10_000_000 + i);
       insertEntry.run(date, i % 8, account, `clearing:${date}:${account}`, 100 + (i % 977), `customer:${account}`);
-      if (i % 2 === 0) insertOutbox.run(i % 8, `clearing:${date}:${account}`, account, 100 + (i % 977));
+      if (i % 2 === 0) {
+        insertOutbox.run(i % 8, `clearing:${date}:${account}`, account, 100 + (i % 977));
+        sent += 100 + (i % 977);
+      }
     }
+    count.run(sent);
   });
   const oldScans = () => {
     db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS debit, coalesce(sum(CASE WHEN debit_ledger LIKE 'customer:%' THEN amount_minor ELSE 0 END)
