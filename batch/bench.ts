@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Piscina } from 'piscina';
@@ -23,9 +24,11 @@ import type { FixtureOptions, FixtureResult } from './fixture.js';
 //   2. isolation: a fixed-rate authorization load without a batch run (3 runs),
 //      then with one for as long as the batch runs (end of day of the next date,
 //      its own process, bounded and idle-scheduled; windows as long as the runs
-//      without), then after it; p99RatioDuringBatch = p99 of every request during
-//      the batch / p99 of every request of the runs without it (target: 1.25 or
-//      less); the run after is reported as recovery. Beside
+//      without), each window followed by one with the batch process stopped
+//      (SIGSTOP, then SIGCONT), then after it; p99RatioDuringBatch = p99 of every
+//      request while the batch ran / p99 of every request while it was stopped
+//      (target: 1.25 or less); p99RatioAgainstRunsBefore compares with the runs
+//      before the batch instead; the run after is reported as recovery. Beside
 //      them, the same load next to a process that only spins at the lowest CPU
 //      priority: p99RatioBesideIdleSpin is the floor the machine itself sets.
 //      p99DuringBatchBySteps splits the load beside the batch by the step of the
@@ -40,7 +43,8 @@ const help = `Usage: npm run bench:batch -- [options]
   --load-seconds S      seconds of each isolation phase (default 20); the isolation runs
                         are 3 without a batch, interleaved with 3 beside a process that
                         spins at SCHED_IDLE (the machine's floor), then one for as long as
-                        a batch run takes (at most 1,500 s, in windows of S seconds), then
+                        a batch run takes (at most 1,500 s of it, in windows of S seconds,
+                        each followed by a window with the batch process stopped), then
                         one after it; the JSON splits the run beside the batch by the
                         batch's steps
   --skip-isolation      measure end of day only
@@ -116,8 +120,14 @@ async function main(): Promise<void> {
   }
 }
 
-/** The load beside the batch run ends with it, or after this long. */
+/** The load beside the batch run ends with it, or after the batch has run this long. */
 const duringSecondsMax = 1_500;
+/**
+ * After the batch is stopped, the wait before the window without it: the units
+ * finish the request the batch had sent (a page of the feed, 200 postings), which
+ * takes well under a second.
+ */
+const stoppedSettleMs = 2_000;
 
 async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parameters<typeof runEndOfDay>[0], 'threads'>, rate: number, seconds: number, log: (text: string) => void): Promise<Record<string, unknown>> {
   const cardsPath = join(root, 'cards.ndjson');
@@ -154,43 +164,76 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   // The batch runs as the CLI would beside live traffic: its own process, one
   // niced thread, bounded posting pressure, under SCHED_IDLE (--idle).
   const started = performance.now();
-  // The load runs for as long as the batch does (at most duringSecondsMax), in
-  // windows as long as the runs without it, so that both sides are measured alike.
+  // The load runs for as long as the batch does (at most duringSecondsMax of the
+  // batch running), in windows as long as the runs without it. After each window
+  // the batch process is stopped (SIGSTOP) and, once the units have finished what
+  // it had asked of them, the same load runs a window without it; then the batch
+  // goes on (SIGCONT). So "with" and "without" are interleaved over the same
+  // minutes: the three runs before the batch differ from each other by up to five
+  // times on this machine (BENCHMARKS.md), more than any batch effect measured.
   const batchDone = new AbortController();
-  const batchRun = runCli(['eod', '--date', eodOptions.date, '--topology', eodOptions.topologyPath, '--batch-dir', eodOptions.batchRoot, '--threads', '1', '--idle', '--json'])
-    .finally(() => batchDone.abort());
+  const batch = runCli(['eod', '--date', eodOptions.date, '--topology', eodOptions.topologyPath, '--batch-dir', eodOptions.batchRoot, '--threads', '1', '--idle', '--json']);
+  const batchRun = batch.result.finally(() => batchDone.abort());
   const duringStartMs = Date.now();
   const during = merged();
+  const stopped = merged();
   const windows: number[] = [];
+  const stoppedWindows: number[] = [];
   const buckets: SecondBucket[] = [];
-  for (let window = 1; !batchDone.signal.aborted && (Date.now() - duringStartMs) / 1000 < duringSecondsMax; window++) {
-    const startSecond = Math.round((Date.now() - duringStartMs) / 1000);
-    const phase = await run(`during-batch-${window}`, during, { signal: batchDone.signal, startSecond });
-    buckets.push(...phase.seconds);
-    // A window cut short by the batch's end is in the whole-batch figure, not in the windows'.
-    if (phase.totals.elapsedMs >= seconds * 900) windows.push(phase.totals.latencyMs.p99);
+  let stoppedMs = 0;
+  try {
+    for (let window = 1; !batchDone.signal.aborted && (Date.now() - duringStartMs - stoppedMs) / 1000 < duringSecondsMax; window++) {
+      const startSecond = Math.round((Date.now() - duringStartMs) / 1000);
+      const phase = await run(`during-batch-${window}`, during, { signal: batchDone.signal, startSecond });
+      buckets.push(...phase.seconds);
+      // A window cut short by the batch's end is in the whole-batch figure, not in the windows'.
+      if (phase.totals.elapsedMs < seconds * 900) break;
+      windows.push(phase.totals.latencyMs.p99);
+      if (batchDone.signal.aborted) break;
+      const stopAtMs = Date.now();
+      if (!batch.child.kill('SIGSTOP')) break;
+      try {
+        await sleep(stoppedSettleMs);
+        stoppedWindows.push((await run(`batch-stopped-${window}`, stopped)).totals.latencyMs.p99);
+      } finally {
+        batch.child.kill('SIGCONT');
+        stoppedMs += Date.now() - stopAtMs;
+      }
+    }
+  } finally {
+    // Whatever failed above, the batch is not left stopped.
+    batch.child.kill('SIGCONT');
   }
   const eod = await batchRun;
-  const eodSeconds = (performance.now() - started) / 1000;
-  log(`end of day ${eodOptions.date} under load: ${eodSeconds.toFixed(1)} s (1 thread, idle policy), ${eod.mismatches} mismatches`);
+  const eodSeconds = (performance.now() - started - stoppedMs) / 1000;
+  log(`end of day ${eodOptions.date} under load: ${eodSeconds.toFixed(1)} s running (1 thread, idle policy; stopped ${(stoppedMs / 1000).toFixed(0)} s more), ${eod.mismatches} mismatches`);
   // After the batch the units checkpoint the WAL its settlements grew; that run is
   // reported as recovery, not used as the baseline.
   const after = (await run('after-batch', null)).totals.latencyMs.p99;
   const withoutMs = without.finish(0).latencyMs.p99;
   const duringMs = during.finish(0).latencyMs.p99;
+  const stoppedTotals = stopped.finish(0).latencyMs;
   const spinMs = besideSpin.finish(0).latencyMs.p99;
   const ms = (value: number): number => Math.round(value * 100) / 100;
   const ratio = (value: number): number => Math.round(value * 1000) / 1000;
+  const pairs = stoppedWindows.map((stoppedP99, index) => (windows[index] as number) / stoppedP99);
   return {
     isolationRate: rate, isolationWindowSeconds: seconds,
-    // Each p99 is that of every request of its runs together: without the batch (3
-    // runs), during the whole batch (all windows), beside the idle spinner (3 runs).
+    // Each p99 is that of every request of its runs together: during the whole batch
+    // (all windows), in the windows with the batch stopped between them, without the
+    // batch before it (3 runs), beside the idle spinner (3 runs).
     p99WithoutBatchMs: ms(withoutMs), p99DuringBatchMs: ms(duringMs), p99AfterBatchMs: ms(after),
-    p99RatioDuringBatch: ratio(duringMs / withoutMs),
+    p99BatchStoppedMs: stoppedTotals.count === 0 ? null : ms(stoppedTotals.p99),
+    // The target's ratio: the batch running against the batch stopped, interleaved.
+    // With no window stopped (a batch shorter than one window) there is nothing interleaved to compare.
+    p99RatioDuringBatch: stoppedTotals.count === 0 ? null : ratio(duringMs / stoppedTotals.p99),
+    p99RatioDuringBatchPairs: pairs.length === 0 ? null : ratio(median(pairs)),
+    p99RatioAgainstRunsBefore: ratio(duringMs / withoutMs),
     p99BesideIdleSpinMs: ms(spinMs), p99RatioBesideIdleSpin: ratio(spinMs / withoutMs), idleSpinPolicy: spinPolicy,
-    // Per run and per window, and the ratio as measured before 2026-12-01 11:00 UTC
-    // (the whole batch's p99 against the median of the three runs' p99s).
+    // Per run and per window, and the ratios as measured before (the whole batch's
+    // p99 against the runs before it: their median run, the windows' median).
     p99WithoutBatchRunsMs: withoutRuns, p99BesideIdleSpinRunsMs: spinRuns, p99DuringBatchWindowsMs: windows,
+    p99BatchStoppedWindowsMs: stoppedWindows,
     p99RatioDuringBatchMedianWindows: ratio(median(windows) / median(withoutRuns)),
     p99RatioDuringBatchAgainstMedianRun: ratio(duringMs / median(withoutRuns)),
     isolationBatchSeconds: Math.round(eodSeconds * 10) / 10,
@@ -214,11 +257,11 @@ function spinAtIdlePriority(seconds: number): { stop: () => void; readonly polic
   return { stop: () => state.child.kill('SIGKILL'), get policy() { return state.policy; } };
 }
 
-function runCli(args: string[]): Promise<Pick<EndOfDayResult, 'mismatches' | 'timeline'>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+function runCli(args: string[]): { child: ChildProcess; result: Promise<Pick<EndOfDayResult, 'mismatches' | 'timeline'>> } {
+  const child = spawn(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const result = new Promise<Pick<EndOfDayResult, 'mismatches' | 'timeline'>>((resolve, reject) => {
     let output = '';
-    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
     child.on('exit', (code) => {
       try {
         resolve(JSON.parse(output.trim().split('\n').pop() ?? '') as EndOfDayResult);
@@ -227,6 +270,7 @@ function runCli(args: string[]): Promise<Pick<EndOfDayResult, 'mismatches' | 'ti
       }
     });
   });
+  return { child, result };
 }
 
 main().catch((error: unknown) => {
