@@ -11,7 +11,7 @@ import { calendarOf } from '../domain/authorize-rules.js';
 import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
 import type { PhaseResult, SecondBucket } from '../loadtest/run-result.js';
 import { PhaseCollector } from '../loadtest/phase-collector.js';
-import { machine, median, spinScript } from '../loadtest/bench-lib.js';
+import { cpuSeconds, machine, median, spinScript } from '../loadtest/bench-lib.js';
 import { addDays } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
 import { latencyBySteps } from './timeline.js';
@@ -135,11 +135,26 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   const cards = await loadCards(cardsPath);
   /** Every latency of the runs given to it, in one histogram: the p99 of all their requests. */
   const merged = (): PhaseCollector => new PhaseCollector({ phase: 'merged', startMs: 0, startSecond: 0, correctionIntervalMs: null, durationSeconds: null });
-  const run = async (name: string, into: PhaseCollector | null, options: { signal?: AbortSignal; startSecond?: number } = {}): Promise<PhaseResult> => {
+  // The cluster's CPU (units and gateway) per kind of run: a stopped window that
+  // used more of it than the runs before the batch would be the units still doing
+  // work the batch left them (a WAL to checkpoint), counted as "without".
+  const clusterPids = [...cluster.units.values(), cluster.gateway].flatMap((running) => (running?.child.pid === undefined ? [] : [running.child.pid]));
+  const clusterCpuSeconds = (): number => clusterPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const cpuUse: Record<'withoutBatch' | 'batchRunning' | 'batchStopped', { cpuSeconds: number; seconds: number }> = {
+    withoutBatch: { cpuSeconds: 0, seconds: 0 }, batchRunning: { cpuSeconds: 0, seconds: 0 }, batchStopped: { cpuSeconds: 0, seconds: 0 },
+  };
+  const run = async (name: string, into: PhaseCollector | null, options: { signal?: AbortSignal; startSecond?: number; cpu?: keyof typeof cpuUse } = {}): Promise<PhaseResult> => {
+    const { cpu, ...phaseOptions } = options;
+    const cpuBefore = clusterCpuSeconds();
+    const startedMs = performance.now();
     const phase = await runPhase({
       url: cluster.gatewayUrl, workload: createWorkload({ cards, seed: 3, keyPrefix: `iso-${name}-${Date.now()}` }), mode: 'rate', rate, connections: 64,
-      durationSeconds: seconds, name, ...(into === null ? {} : { runCollector: into }), ...options,
+      durationSeconds: seconds, name, ...(into === null ? {} : { runCollector: into }), ...phaseOptions,
     });
+    if (cpu !== undefined) {
+      cpuUse[cpu].cpuSeconds += clusterCpuSeconds() - cpuBefore;
+      cpuUse[cpu].seconds += (performance.now() - startedMs) / 1000;
+    }
     log(`${name}: p99 ${phase.totals.latencyMs.p99.toFixed(2)} ms at ${rate}/s`);
     return phase;
   };
@@ -155,7 +170,7 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   const spinRuns: number[] = [];
   let spinPolicy = '';
   for (let round = 1; round <= 3; round++) {
-    withoutRuns.push((await run(`without-batch-${round}`, without)).totals.latencyMs.p99);
+    withoutRuns.push((await run(`without-batch-${round}`, without, { cpu: 'withoutBatch' })).totals.latencyMs.p99);
     const spin = spinAtIdlePriority(seconds + 5);
     spinRuns.push((await run(`beside-idle-spin-${round}`, besideSpin)).totals.latencyMs.p99);
     spin.stop();
@@ -184,7 +199,7 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   try {
     for (let window = 1; !batchDone.signal.aborted && (Date.now() - duringStartMs - stoppedMs) / 1000 < duringSecondsMax; window++) {
       const startSecond = Math.round((Date.now() - duringStartMs) / 1000);
-      const phase = await run(`during-batch-${window}`, during, { signal: batchDone.signal, startSecond });
+      const phase = await run(`during-batch-${window}`, during, { signal: batchDone.signal, startSecond, cpu: 'batchRunning' });
       buckets.push(...phase.seconds);
       // A window cut short by the batch's end is in the whole-batch figure, not in the windows'.
       if (phase.totals.elapsedMs < seconds * 900) break;
@@ -194,7 +209,7 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
       if (!batch.child.kill('SIGSTOP')) break;
       try {
         await sleep(stoppedSettleMs);
-        stoppedWindows.push((await run(`batch-stopped-${window}`, stopped)).totals.latencyMs.p99);
+        stoppedWindows.push((await run(`batch-stopped-${window}`, stopped, { cpu: 'batchStopped' })).totals.latencyMs.p99);
       } finally {
         batch.child.kill('SIGCONT');
         stoppedMs += Date.now() - stopAtMs;
@@ -232,6 +247,8 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
     p99BesideIdleSpinMs: ms(spinMs), p99RatioBesideIdleSpin: ratio(spinMs / withoutMs), idleSpinPolicy: spinPolicy,
     // Per run and per window, and the ratios as measured before (the whole batch's
     // p99 against the runs before it: their median run, the windows' median).
+    // Percent of one core that the units and the gateway used, by kind of run.
+    clusterCpuPercent: Object.fromEntries(Object.entries(cpuUse).map(([kind, use]) => [kind, use.seconds === 0 ? null : Math.round((use.cpuSeconds / use.seconds) * 1000) / 10])),
     p99WithoutBatchRunsMs: withoutRuns, p99BesideIdleSpinRunsMs: spinRuns, p99DuringBatchWindowsMs: windows,
     p99BatchStoppedWindowsMs: stoppedWindows,
     p99RatioDuringBatchMedianWindows: ratio(median(windows) / median(withoutRuns)),
