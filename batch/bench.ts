@@ -123,11 +123,13 @@ async function main(): Promise<void> {
 /** The load beside the batch run ends with it, or after the batch has run this long. */
 const duringSecondsMax = 1_500;
 /**
- * After the batch is stopped, the wait before the window without it: the units
- * finish the request the batch had sent (a page of the feed, 200 postings), which
- * takes well under a second.
+ * After the batch is stopped, the window without it waits until the units and the
+ * gateway are idle (under idleCoreShare of one core over a sample, with no load
+ * running), at least minMs and at most maxMs: they finish the request the batch had
+ * sent (a page of the feed, 200 postings) and whatever work it left them (a WAL its
+ * settlements grew, to checkpoint), so that this work is not counted as "without".
  */
-const stoppedSettleMs = 2_000;
+const stoppedSettle = { minMs: 2_000, maxMs: 15_000, sampleMs: 500, idleCoreShare: 0.1 };
 
 async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parameters<typeof runEndOfDay>[0], 'threads'>, rate: number, seconds: number, log: (text: string) => void): Promise<Record<string, unknown>> {
   const cardsPath = join(root, 'cards.ndjson');
@@ -196,6 +198,19 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   const stoppedWindows: number[] = [];
   const buckets: SecondBucket[] = [];
   let stoppedMs = 0;
+  const settleSeconds: number[] = [];
+  const settleAfterStop = async (): Promise<number> => {
+    const startedMs = performance.now();
+    await sleep(stoppedSettle.minMs);
+    for (;;) {
+      const cpuBefore = clusterCpuSeconds();
+      const sampleStartMs = performance.now();
+      await sleep(stoppedSettle.sampleMs);
+      const now = performance.now();
+      const share = (clusterCpuSeconds() - cpuBefore) / ((now - sampleStartMs) / 1000);
+      if (share < stoppedSettle.idleCoreShare || now - startedMs >= stoppedSettle.maxMs) return Math.round(now - startedMs) / 1000;
+    }
+  };
   try {
     for (let window = 1; !batchDone.signal.aborted && (Date.now() - duringStartMs - stoppedMs) / 1000 < duringSecondsMax; window++) {
       const startSecond = Math.round((Date.now() - duringStartMs) / 1000);
@@ -208,7 +223,7 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
       const stopAtMs = Date.now();
       if (!batch.child.kill('SIGSTOP')) break;
       try {
-        await sleep(stoppedSettleMs);
+        settleSeconds.push(await settleAfterStop());
         stoppedWindows.push((await run(`batch-stopped-${window}`, stopped, { cpu: 'batchStopped' })).totals.latencyMs.p99);
       } finally {
         batch.child.kill('SIGCONT');
@@ -251,6 +266,8 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
     clusterCpuPercent: Object.fromEntries(Object.entries(cpuUse).map(([kind, use]) => [kind, use.seconds === 0 ? null : Math.round((use.cpuSeconds / use.seconds) * 1000) / 10])),
     p99WithoutBatchRunsMs: withoutRuns, p99BesideIdleSpinRunsMs: spinRuns, p99DuringBatchWindowsMs: windows,
     p99BatchStoppedWindowsMs: stoppedWindows,
+    // How long the units took to go idle after each stop (stoppedSettle.maxMs: they did not).
+    stoppedSettleSeconds: settleSeconds,
     p99RatioDuringBatchMedianWindows: ratio(median(windows) / median(withoutRuns)),
     p99RatioDuringBatchAgainstMedianRun: ratio(duringMs / median(withoutRuns)),
     isolationBatchSeconds: Math.round(eodSeconds * 10) / 10,
