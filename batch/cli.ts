@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -59,30 +59,23 @@ function printResult(result: EndOfDayResult, json: boolean): void {
 }
 
 /**
- * Runs this command again under SCHED_IDLE (nice only lowers a thread's share;
- * an idle-policy thread runs only when a core would otherwise be idle) and in the
- * idle I/O class (ionice -c 3: the disk's mq-deadline scheduler serves the batch's
- * writes only when the units' commits leave it idle), with chrt and ionice from
- * util-linux. Whatever is missing is left out; without chrt it runs niced.
+ * Puts this process under SCHED_IDLE (nice only lowers a thread's share; an
+ * idle-policy thread runs only when a core would otherwise be idle) and in the idle
+ * I/O class (ionice -c 3: the disk's mq-deadline scheduler serves the batch's writes
+ * only when the units' commits leave it idle), with chrt and ionice from util-linux,
+ * before the worker pool starts: threads created later inherit both from the main
+ * thread. The policy is set on this process rather than by running the command
+ * again under chrt, so that the pid an operator or a benchmark signals (SIGTERM,
+ * SIGSTOP) is the batch itself. A wrapper's child went on running while the wrapper
+ * was stopped: every "batch stopped" window of bench:batch before this change had
+ * the batch running (BENCHMARKS.md). Without chrt the batch threads stay niced.
  */
-function rerunIdle(): Promise<number> {
-  const node = [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
-  const attempts = [['ionice', '-c', '3', 'chrt', '--idle', '0', ...node], ['chrt', '--idle', '0', ...node]];
-  return new Promise((resolve) => {
-    const attempt = (index: number): void => {
-      const command = attempts[index];
-      if (command === undefined) {
-        process.stderr.write('chrt is not available: running without --idle\n');
-        const plain = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1).filter((arg) => arg !== '--idle')], { stdio: 'inherit' });
-        plain.on('exit', (code) => resolve(code ?? 1));
-        return;
-      }
-      const child = spawn(command[0] as string, command.slice(1), { stdio: 'inherit', env: { ...process.env, DSU_BATCH_IDLE: '1' } });
-      child.on('error', () => attempt(index + 1));
-      child.on('exit', (code) => resolve(code ?? 1));
-    };
-    attempt(0);
-  });
+function becomeIdle(): void {
+  const pid = String(process.pid);
+  const io = spawnSync('ionice', ['-c', '3', '-p', pid], { stdio: 'ignore' });
+  const cpu = spawnSync('chrt', ['--all-tasks', '--idle', '-p', '0', pid], { stdio: 'ignore' });
+  if (cpu.status !== 0) process.stderr.write('chrt is not available: running niced instead of --idle\n');
+  else if (io.status !== 0) process.stderr.write('ionice is not available: --idle leaves the I/O class as it is\n');
 }
 
 async function unitDay(unitUrl: string, utcOffsetMinutes: number): Promise<string> {
@@ -107,10 +100,7 @@ async function main(): Promise<void> {
     process.stdout.write(help + '\n');
     process.exit(values.help === true ? 0 : 2);
   }
-  if (values.idle === true && process.env['DSU_BATCH_IDLE'] !== '1') {
-    process.exitCode = await rerunIdle();
-    return;
-  }
+  if (values.idle === true) becomeIdle();
   const generated = join(repoRoot, 'deploy/data/topology.json');
   const topologyPath = values.topology ?? (existsSync(generated) ? generated : join(repoRoot, 'deploy/topology.json'));
   const topology = loadTopology(topologyPath);
