@@ -1,5 +1,5 @@
 // Probe: a unit process fed settle requests over POST /v1/batch (as batch accounting sends them);
-// prints the unit's CPU per settlement. env: ACCOUNTS (50000), PER (250), INFLIGHT (2), LANE (normal)
+// prints the unit's CPU and the bytes it wrote per settlement. env: ACCOUNTS (50000), PER (250), INFLIGHT (2), LANE (normal)
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,8 @@ for (const h of holds) { if (!byAccount.has(h.account_id)) byAccount.set(h.accou
 const lines = [...byAccount.entries()].map(([accountId, hs]) => JSON.stringify({ op: 'settle', idempotencyKey: `batch:clearing:2026-11-30:${accountId}`, accountId, releases: hs.map((h) => ({ authorizationId: h.authorization_id, minor: h.hold_amount })), postMinor: hs.reduce((s, h) => s + h.hold_amount, 0), kind: 'clearing' }));
 const per = Number(process.env.PER ?? 250); const lane = process.env.LANE ?? 'normal';
 let next = 0;
-const c0 = cpu(pid); const t0 = performance.now();
+const written = () => Number(/wchar: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))[1]);
+const c0 = cpu(pid); const w0 = written(); const t0 = performance.now();
 await Promise.all(Array.from({ length: Number(process.env.INFLIGHT ?? 2) }, async () => {
   while (next < lines.length) {
     const chunk = lines.slice(next, next + per); next += chunk.length;
@@ -30,6 +31,6 @@ await Promise.all(Array.from({ length: Number(process.env.INFLIGHT ?? 2) }, asyn
     const t = await r.body.text(); if (r.statusCode !== 200 || t.includes('"status":5')) throw new Error(t.slice(0, 300));
   }
 }));
-const ms = performance.now() - t0; const used = cpu(pid) - c0;
-console.log(`${process.env.VARIANT ?? ''} ${lines.length} settlements: ${(lines.length / ms * 1000).toFixed(0)}/s, unit cpu ${(used * 1000 / lines.length).toFixed(1)} us/op`);
+const ms = performance.now() - t0; const used = cpu(pid) - c0; const bytes = written() - w0;
+console.log(`${process.env.VARIANT ?? ''} ${lines.length} settlements: ${(lines.length / ms * 1000).toFixed(0)}/s, unit cpu ${(used * 1000 / lines.length).toFixed(1)} us/op, unit writes ${(bytes / lines.length / 1024).toFixed(1)} KiB/op`);
 await cluster.close(); rmSync(root, { recursive: true, force: true });
