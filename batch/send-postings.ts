@@ -15,8 +15,9 @@ import { withRetry } from './retry.js';
  * How hard the postings press on a unit. 'full', for a batch window alone: 250 per
  * request, three in flight (the unit always has the next one waiting), each request one transaction of the unit (~10 ms of its
  * event loop). 'bounded', while authorizations run: one request at a time in the
- * unit's background lane, which applies 4 postings per commit beside the live
- * traffic, so an authorization never waits behind a whole request.
+ * unit's background lane, which applies 4 postings per commit of live traffic and
+ * 16 in a commit of their own (domain/limits.ts), so an authorization never waits
+ * behind a whole request.
  *
  * Answered rows are marked sent in runs of at least markRows rows (and at the end),
  * by one UPDATE per partition over the run's range of references in the index of

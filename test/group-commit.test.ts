@@ -73,10 +73,13 @@ it('answers live traffic from the first commit while background work goes a slic
   const [backgroundLines, liveLines] = await Promise.all([background, live]);
   expect(order).toEqual(['live', 'background']);
   expect(decodeResultLine(liveLines[0] as string).status).toBe(201);
-  // 40 postings, a slice per commit: the live opening with the first slice, then a slice per commit.
+  // 40 postings, a slice per commit: the live opening with a small slice, then the
+  // larger slices of commits with no live operation in them.
   const slice = limits.backgroundOpsPerCommit;
+  const idleSlice = limits.backgroundOpsPerIdleCommit;
+  expect(idleSlice).toBeGreaterThan(slice);
   const slices: number[] = [];
-  for (let left = 40 - slice; left > 0; left -= slice) slices.push(Math.min(slice, left));
+  for (let left = 40 - slice; left > 0; left -= idleSlice) slices.push(Math.min(idleSlice, left));
   expect(slices.length).toBeGreaterThan(1);
   expect(commits).toEqual([1 + slice, ...slices]);
   expect(backgroundLines.map((line) => decodeResultLine(line).status)).toEqual(accounts.map(() => 200));

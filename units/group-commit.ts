@@ -114,7 +114,8 @@ export class GroupCommitter {
 
   /**
    * Work that yields to live traffic: at most limits.backgroundOpsPerCommit of its
-   * operations join each commit. done gets every answer once the last one is committed.
+   * operations join each commit of live operations, limits.backgroundOpsPerIdleCommit
+   * a commit of their own. done gets every answer once the last one is committed.
    */
   submitBackground(job: CommitJob): void {
     assert(job.ops.length > 0, 'a commit job has operations');
@@ -159,10 +160,14 @@ export class GroupCommitter {
     }, limits.backgroundPauseMs);
   }
 
-  /** The next slice of the background lane, as commit jobs whose answers go to their background job. */
-  private takeBackgroundSlice(): CommitJob[] {
+  /**
+   * The next slice of the background lane, as commit jobs whose answers go to their
+   * background job: limits.backgroundOpsPerCommit beside live operations, more in a
+   * commit of its own (limits.backgroundOpsPerIdleCommit), where nobody waits for it.
+   */
+  private takeBackgroundSlice(withLiveOps: boolean): CommitJob[] {
     const slice: CommitJob[] = [];
-    let room = limits.backgroundOpsPerCommit;
+    let room = withLiveOps ? limits.backgroundOpsPerCommit : limits.backgroundOpsPerIdleCommit;
     while (room > 0 && this.background.length > 0) {
       const head = this.background[0] as BackgroundJob;
       const ops = head.job.ops.slice(head.next, head.next + room);
@@ -215,7 +220,7 @@ export class GroupCommitter {
       opsCount += next.ops.length;
     }
     this.queuedOps -= opsCount;
-    for (const slice of this.takeBackgroundSlice()) {
+    for (const slice of this.takeBackgroundSlice(opsCount > 0)) {
       jobs.push(slice);
       opsCount += slice.ops.length;
     }
