@@ -57,6 +57,8 @@ export class GroupCommitter {
   private background: BackgroundJob[] = [];
   private backgroundOps = 0;
   private backgroundTimer: NodeJS.Timeout | null = null;
+  /** How long the last commit took if it carried background work alone, else 0. */
+  private lastBackgroundCommitMs = 0;
   /**
    * Fault injection (a slow disk): every commit takes this much longer, with the
    * event loop blocked as a slow fsync blocks it. Set by POST /admin/fault.
@@ -148,16 +150,21 @@ export class GroupCommitter {
   }
 
   /**
-   * A commit of background work alone waits limits.backgroundPauseMs first, so the
-   * unit's event loop reads its sockets and a waiting authorization goes first.
+   * A commit of background work alone waits first, so the unit's event loop reads
+   * its sockets and a waiting authorization goes first: limits.backgroundPauseMs, or
+   * longer after a background commit of its own, so that such commits take at most
+   * limits.backgroundIdleShareMax of the unit's time (the lane's pace no longer
+   * depends on how many postings a commit carries).
    */
   private scheduleBackground(): void {
     if (this.scheduled) return;
     this.scheduled = true;
+    const share = limits.backgroundIdleShareMax;
+    const pauseMs = Math.max(limits.backgroundPauseMs, (this.lastBackgroundCommitMs * (1 - share)) / share);
     this.backgroundTimer = setTimeout(() => {
       this.backgroundTimer = null;
       this.flush();
-    }, limits.backgroundPauseMs);
+    }, pauseMs);
   }
 
   /**
@@ -220,7 +227,8 @@ export class GroupCommitter {
       opsCount += next.ops.length;
     }
     this.queuedOps -= opsCount;
-    for (const slice of this.takeBackgroundSlice(opsCount > 0)) {
+    const liveOps = opsCount;
+    for (const slice of this.takeBackgroundSlice(liveOps > 0)) {
       jobs.push(slice);
       opsCount += slice.ops.length;
     }
@@ -241,7 +249,9 @@ export class GroupCommitter {
       this.log.error('group commit failed, rolled back', { error: String(error), ops: opsCount });
       answers = jobs.map((job) => job.ops.map(failedLine));
     }
-    this.stats.onCommit(opsCount, Number(process.hrtime.bigint() - started) / 1e9);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.stats.onCommit(opsCount, seconds);
+    this.lastBackgroundCommitMs = liveOps === 0 && opsCount > 0 ? seconds * 1000 : 0;
     const deliver = (): void => {
       for (let i = 0; i < jobs.length; i++) (jobs[i] as CommitJob).done(answers[i] as string[]);
     };
