@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Piscina } from 'piscina';
 import { Cluster, repoRoot } from '../deploy/cluster.js';
 import { issueCards, syntheticApplicants } from '../deploy/bulk-issuance.js';
 import { calendarOf } from '../domain/authorize-rules.js';
@@ -15,7 +14,7 @@ import { cpuSeconds, machine, median, spinScript } from '../loadtest/bench-lib.j
 import { addDays } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
 import { latencyBySteps } from './timeline.js';
-import type { FixtureOptions, FixtureResult } from './fixture.js';
+import { writeClusterFixtures } from './cluster-fixture.js';
 
 // The batch benchmarks, in one run:
 //   1. end of day over 4 units holding `accounts` accounts with 5 journal entries
@@ -58,20 +57,6 @@ const help = `Usage: npm run bench:batch -- [options]
 /** What the benchmark was doing, for the message when it fails. */
 let stage = 'starting';
 
-async function writeFixtures(cluster: Cluster, accounts: number, days: string[]): Promise<FixtureResult[]> {
-  const pool = new Piscina<FixtureOptions, FixtureResult>({ filename: join(repoRoot, 'dist/batch/fixture-worker.js'), minThreads: 2, maxThreads: 2 });
-  try {
-    const unitIds = cluster.topology.units.map((unit) => unit.id);
-    return await Promise.all(cluster.topology.units.map((unit) => pool.run({
-      dataDir: unit.dataDir, unitId: unit.id, unitIds, vnodesPerWeight: cluster.topology.ring.vnodesPerWeight,
-      accounts: Math.ceil(accounts / unitIds.length), days: days.map((date) => ({ date, authorizationsPerAccount: 2 })),
-      utcOffsetMinutes: cluster.topology.businessDayUtcOffsetMinutes, creditLimitMinor: 10_000_000,
-    })));
-  } finally {
-    await pool.destroy();
-  }
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -92,7 +77,7 @@ async function main(): Promise<void> {
     const today = calendarOf(Date.now(), cluster.topology.businessDayUtcOffsetMinutes).day;
     const days = [addDays(today, -2), addDays(today, -1)];
     stage = 'writing the fixture';
-    const fixtures = await writeFixtures(cluster, Number(values.accounts), days);
+    const fixtures = await writeClusterFixtures(cluster, Number(values.accounts), days);
     const entries = fixtures.reduce((sum, f) => sum + f.journalEntries, 0);
     const accounts = fixtures.reduce((sum, f) => sum + f.accounts, 0);
     log(`fixture: ${accounts} accounts, ${entries} journal entries in ${Math.max(...fixtures.map((f) => f.seconds)).toFixed(1)} s`);

@@ -7,8 +7,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Piscina } from 'piscina';
-import { Cluster, repoRoot } from '../../dist/deploy/cluster.js';
+import { Cluster } from '../../dist/deploy/cluster.js';
+import { writeClusterFixtures } from '../../dist/batch/cluster-fixture.js';
 import { runEndOfDay } from '../../dist/batch/end-of-day.js';
 import { addDays } from '../../dist/batch/accounting-rules.js';
 import { calendarOf } from '../../dist/domain/authorize-rules.js';
@@ -20,14 +20,7 @@ const cluster = new Cluster({ root, units: 4 });
 try {
   const today = calendarOf(Date.now(), cluster.topology.businessDayUtcOffsetMinutes).day;
   const days = Array.from({ length: dayCount }, (_, i) => addDays(today, i - dayCount));
-  const pool = new Piscina({ filename: join(repoRoot, 'dist/batch/fixture-worker.js'), minThreads: 2, maxThreads: 2 });
-  const unitIds = cluster.topology.units.map((unit) => unit.id);
-  await Promise.all(cluster.topology.units.map((unit) => pool.run({
-    dataDir: unit.dataDir, unitId: unit.id, unitIds, vnodesPerWeight: cluster.topology.ring.vnodesPerWeight,
-    accounts: Math.ceil(accounts / unitIds.length), days: days.map((date) => ({ date, authorizationsPerAccount: 2 })),
-    utcOffsetMinutes: cluster.topology.businessDayUtcOffsetMinutes, creditLimitMinor: 10_000_000,
-  })));
-  await pool.destroy();
+  await writeClusterFixtures(cluster, accounts, days);
   await cluster.start();
   const base = { topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot: join(root, 'batch'), partitions: 8, threads: 2, pressure: 'full', niceness: 0 };
   for (const date of days.slice(1)) {

@@ -15,8 +15,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Piscina } from 'piscina';
 import { Cluster, repoRoot } from '../../dist/deploy/cluster.js';
+import { writeClusterFixtures } from '../../dist/batch/cluster-fixture.js';
 import { issueCards, syntheticApplicants } from '../../dist/deploy/bulk-issuance.js';
 import { runEndOfDay } from '../../dist/batch/end-of-day.js';
 import { addDays } from '../../dist/batch/accounting-rules.js';
@@ -99,14 +99,7 @@ let batch = null;
 try {
   const today = calendarOf(Date.now(), cluster.topology.businessDayUtcOffsetMinutes).day;
   const days = [addDays(today, -2), addDays(today, -1)];
-  const pool = new Piscina({ filename: join(repoRoot, 'dist/batch/fixture-worker.js'), minThreads: 2, maxThreads: 2 });
-  const unitIds = cluster.topology.units.map((unit) => unit.id);
-  await Promise.all(cluster.topology.units.map((unit) => pool.run({
-    dataDir: unit.dataDir, unitId: unit.id, unitIds, vnodesPerWeight: cluster.topology.ring.vnodesPerWeight,
-    accounts: Math.ceil(accounts / unitIds.length), days: days.map((date) => ({ date, authorizationsPerAccount: 2 })),
-    utcOffsetMinutes: cluster.topology.businessDayUtcOffsetMinutes, creditLimitMinor: 10_000_000,
-  })));
-  await pool.destroy();
+  await writeClusterFixtures(cluster, accounts, days);
   await cluster.start();
   const batchRoot = join(root, 'batch');
   const base = { topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, partitions: 8 };
