@@ -10,7 +10,7 @@ import { calendarOf } from '../domain/authorize-rules.js';
 import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
 import type { PhaseResult, SecondBucket } from '../loadtest/run-result.js';
 import { PhaseCollector } from '../loadtest/phase-collector.js';
-import { cpuSeconds, machine, median, spinScript } from '../loadtest/bench-lib.js';
+import { benchNodeArgs, cpuSeconds, machine, median, spinScript } from '../loadtest/bench-lib.js';
 import { addDays } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
 import { latencyBySteps } from './timeline.js';
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   const log = (text: string): void => { if (values.json !== true) process.stderr.write(text + '\n'); };
   const root = mkdtempSync(join(tmpdir(), 'dsu-bench-batch-'));
   let separateLedgers: string | null = null;
-  const cluster = new Cluster({ root, units: 4 });
+  const cluster = new Cluster({ root, units: 4, nodeArgs: benchNodeArgs() });
   try {
     const today = calendarOf(Date.now(), cluster.topology.businessDayUtcOffsetMinutes).day;
     const days = [addDays(today, -2), addDays(today, -1)];

@@ -96,12 +96,18 @@ export interface LoadedCluster {
   issuance: IssuanceSummary;
 }
 
+/**
+ * Node options for a benchmark's cluster processes, from DSU_BENCH_NODE_ARGS (e.g.
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof" profiles them; NODE_OPTIONS may not carry --cpu-prof).
+ */
+export function benchNodeArgs(): string[] {
+  return (process.env['DSU_BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg.length > 0);
+}
+
 /** A durable cluster (gateway and `units` units) with `accounts` accounts issued through the gateway. */
 export async function startLoadedCluster(accounts: number, units: number, seed: number, quiet: boolean): Promise<LoadedCluster> {
   const root = mkdtempSync(join(tmpdir(), 'dsu-bench-'));
-  // DSU_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the cluster's processes.
-  const nodeArgs = (process.env['DSU_BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg.length > 0);
-  const cluster = new Cluster({ root, units, nodeArgs });
+  const cluster = new Cluster({ root, units, nodeArgs: benchNodeArgs() });
   await cluster.start();
   const cardsPath = join(root, 'cards.ndjson');
   const progress = process.stderr.isTTY === true && !quiet;

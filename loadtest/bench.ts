@@ -11,6 +11,7 @@ import { machine, measure, median, startLoadedCluster, startYardsticks, type Mea
 //   ceilingTps  the naive chain: gateway forwarding each request to 4 processes that answer at once
 //   frontTps    one process answering at once (the front door alone)
 //   p99Ms       fixed-rate runs at 80% of authTps (one per round, median quoted), corrected for coordinated omission
+//   p99CeilingMs the naive chain at the same fixed rate, one run beside each of p99Ms's (the machine's floor)
 
 const help = `Usage: npm run bench -- [options]
 
@@ -19,7 +20,8 @@ const help = `Usage: npm run bench -- [options]
                     enough requests in flight to saturate; all targets get the same)
   --duration S      seconds per measured phase (default 10)
   --rounds N        interleaved rounds of auth / ceiling / front, and fixed-rate
-                    runs of the p99 (default 3; medians are quoted)
+                    runs of the p99, each paired with one of the naive chain at the
+                    same rate (default 3; medians are quoted)
   --rate-duration S seconds of the fixed-rate latency run (default 15)
   --seed N          workload seed (default 42)
   --json            print one JSON object instead of the table
@@ -65,13 +67,22 @@ async function run(options: Options): Promise<Record<string, unknown>> {
     await measure(loaded.target, loaded.cards, { ...options, rateDurationSeconds: 3 }, 0, 'rate', rate);
     // As many fixed-rate runs as closed-loop rounds, and the median p99: on this
     // shared machine one run's p99 moved between 26 and 69 ms from run to run.
+    // Each is paired with a run of the naive chain at the same rate (the order
+    // alternating), so that the p99 can also be read against what the same layout
+    // doing no work gives on the machine in the same minutes.
+    await measure(yardsticks.ceiling, loaded.cards, { ...options, rateDurationSeconds: 3 }, 0, 'rate', rate);
     const latencyRuns: Array<Awaited<ReturnType<typeof measure>>> = [];
+    const ceilingLatencyRuns: Array<Awaited<ReturnType<typeof measure>>> = [];
     for (let run = 1; run <= options.rounds; run++) {
-      const measured = await measure(loaded.target, loaded.cards, options, options.rounds + run, 'rate', rate);
-      latencyRuns.push(measured);
-      if (!options.json) process.stderr.write(`fixed rate ${rate}/s, run ${run}: p99 ${measured.measured.p99Ms.toFixed(2)} ms (from intended send times), ${measured.measured.tps} req/s\n`);
+      const pair = run % 2 === 1 ? [loaded.target, yardsticks.ceiling] : [yardsticks.ceiling, loaded.target];
+      for (const target of pair) {
+        const measured = await measure(target, loaded.cards, options, options.rounds + run, 'rate', rate);
+        (target === loaded.target ? latencyRuns : ceilingLatencyRuns).push(measured);
+        if (!options.json) process.stderr.write(`fixed rate ${rate}/s, ${target.name.padEnd(8)} run ${run}: p99 ${measured.measured.p99Ms.toFixed(2)} ms (from intended send times), ${measured.measured.tps} req/s\n`);
+      }
     }
     const p99s = latencyRuns.map((run) => run.measured.p99Ms);
+    const ceilingP99s = ceilingLatencyRuns.map((run) => run.measured.p99Ms);
     const latency = latencyRuns.find((run) => run.measured.p99Ms === median(p99s)) ?? (latencyRuns[0] as (typeof latencyRuns)[number]);
     // The same below saturation: the paced sender costs more CPU per request than the
     // closed loop, so 80% of authTps leaves the 2 cores little headroom; 50% shows the
@@ -83,6 +94,10 @@ async function run(options: Options): Promise<Record<string, unknown>> {
     return {
       authTps, ceilingTps, frontTps, ratio: Math.round((authTps / ceilingTps) * 1000) / 1000,
       p99Ms: Math.round(median(p99s) * 100) / 100, p99Runs: p99s.map((value) => Math.round(value * 100) / 100), p99RateTps: rate, p99LatencyMs: latency.phase.totals.latencyMs,
+      // The naive chain at the same rate, paired run by run: the machine's and the layout's share of the p99.
+      p99CeilingMs: Math.round(median(ceilingP99s) * 100) / 100, p99CeilingRuns: ceilingP99s.map((value) => Math.round(value * 100) / 100),
+      p99RatioToCeiling: Math.round((median(p99s) / median(ceilingP99s)) * 1000) / 1000,
+      p99RatioToCeilingPairs: Math.round(median(p99s.map((value, i) => value / (ceilingP99s[i] as number))) * 1000) / 1000,
       p99At50PercentMs: Math.round(half.measured.p99Ms * 100) / 100, p99At50PercentRateTps: halfRate,
       accounts: loaded.issuance.issued, durable: true, issuanceCardsPerSecond: Math.round(loaded.issuance.cardsPerSecond),
       connections: options.connections, durationSeconds: options.durationSeconds, rounds,
@@ -131,6 +146,7 @@ async function main(): Promise<void> {
     ['ratio', String(result['ratio']), '>= 1.0'],
     ['p99Ms', String(result['p99Ms']), '<= 20'],
     ['p99 at 50%', String(result['p99At50PercentMs']), ''],
+    ['p99 ceiling', String(result['p99CeilingMs']), ''],
     ['accounts', String(result['accounts']), '>= 100000'],
     ['durable', String(result['durable']), 'true'],
   ];
