@@ -1,8 +1,8 @@
-// Scratch probe: client p99 of a fixed-rate run with the cluster (and this load generator) under the
+// Probe: client p99 of a fixed-rate run with the cluster (and this load generator) under the
 // default policy and under a real-time one, alternated. RATE (8000), SECONDS (15), PAIRS (3), POLICY ("-r 1").
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { startLoadedCluster, measure, cpuSeconds } from '../../dist/loadtest/bench-lib.js';
+import { startLoadedCluster, measure } from '../../dist/loadtest/bench-lib.js';
 const rate = Number(process.env.RATE ?? 8000);
 const policy = (process.env.POLICY ?? '-r 1').split(' ');
 const loaded = await startLoadedCluster(100000, 4, 42, true);

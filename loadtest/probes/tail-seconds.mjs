@@ -1,4 +1,4 @@
-// Scratch probe: per-second p99/max, raw (from the write) vs corrected p99, per unit and per kind, of fixed-rate runs. RATE (5000), SECONDS (15), RUNS (2)
+// Probe: per-second p99/max, raw (from the write) vs corrected p99, per unit and per kind, of fixed-rate runs. RATE (5000), SECONDS (15), RUNS (2)
 import { rmSync } from 'node:fs';
 import { startLoadedCluster, measure } from '../../dist/loadtest/bench-lib.js';
 const rate = Number(process.env.RATE ?? 5000);
