@@ -13,7 +13,7 @@ import { PhaseCollector } from '../loadtest/phase-collector.js';
 import { benchNodeArgs, cpuSeconds, machine, median, spinScript } from '../loadtest/bench-lib.js';
 import { addDays } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
-import { latencyBySteps } from './timeline.js';
+import { latencyBySteps, unitsFinishedAtSeconds } from './timeline.js';
 import { writeClusterFixtures } from './cluster-fixture.js';
 
 // The batch benchmarks, in one run:
@@ -92,7 +92,8 @@ async function main(): Promise<void> {
     log(`end of day ${eod.date}: ${eod.seconds.toFixed(1)} s, ${eod.mismatches} mismatches`);
     const result: Record<string, unknown> = {
       accounts, entries, seconds: Math.round(eod.seconds * 10) / 10, accountsPerSecond: Math.round(accounts / eod.seconds),
-      mismatches: eod.mismatches, taskSeconds: eod.taskSeconds, threads: Number(values.threads), partitions: Number(values.partitions),
+      mismatches: eod.mismatches, taskSeconds: eod.taskSeconds, unitsFinishedAtSeconds: unitsFinishedAtSeconds(eod.timeline),
+      threads: Number(values.threads), partitions: Number(values.partitions),
       ledgerEntries: eod.units.reduce((sum, unit) => sum + unit.ledger.entries, 0), machine: machine(),
     };
     stage = 'the isolation runs';

@@ -33,3 +33,18 @@ export function latencyBySteps(buckets: readonly SecondBucket[], loadStartMs: nu
   const round = (ms: number): number => Math.round(ms * 100) / 100;
   return Object.fromEntries([...p99s.entries()].map(([kind, list]) => [kind, { seconds: list.length, p99MedianMs: round(median(list)), p99MaxMs: round(Math.max(...list)) }]));
 }
+
+/**
+ * When each unit's last task ended, in seconds from the start of the run's first
+ * task (task names begin with the unit's id). The spread at the end is the part of
+ * the window in which fewer units than pool threads were left to work on.
+ */
+export function unitsFinishedAtSeconds(timeline: readonly TimelineTask[]): Record<string, number> {
+  const startMs = Math.min(...timeline.map((task) => task.endedAtMs - task.seconds * 1000));
+  const finished: Record<string, number> = {};
+  for (const task of timeline) {
+    const unitId = task.task.split(' ')[0] as string;
+    finished[unitId] = Math.max(finished[unitId] ?? 0, Math.round((task.endedAtMs - startMs) / 100) / 10);
+  }
+  return finished;
+}

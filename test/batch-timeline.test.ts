@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { latencyBySteps } from '../batch/timeline.js';
+import { latencyBySteps, unitsFinishedAtSeconds } from '../batch/timeline.js';
 import type { SecondBucket } from '../loadtest/run-result.js';
 
 // The isolation benchmark splits the load beside a batch run by the batch's steps.
@@ -27,4 +27,16 @@ it('attributes each second of load to the task that ran in its middle', () => {
     between: { seconds: 2, p99MedianMs: 4, p99MaxMs: 5 },
     send: { seconds: 1, p99MedianMs: 50, p99MaxMs: 50 },
   });
+});
+
+it('finds when each unit\'s last task ended, from the start of the first task', () => {
+  const start = 2_000_000;
+  const timeline = [
+    { task: 'dsu-1 feed', kind: 'sync', endedAtMs: start + 3_000, seconds: 2.5 },
+    { task: 'dsu-2 feed', kind: 'sync', endedAtMs: start + 2_000, seconds: 2 },
+    { task: 'dsu-2 send', kind: 'send', endedAtMs: start + 9_260, seconds: 5 },
+    { task: 'dsu-1 reconcile', kind: 'reconcile', endedAtMs: start + 7_000, seconds: 0.5 },
+  ];
+  // The first task (dsu-2 feed) started at start + 0 ms.
+  expect(unitsFinishedAtSeconds(timeline)).toEqual({ 'dsu-1': 7, 'dsu-2': 9.3 });
 });
