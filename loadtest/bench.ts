@@ -11,7 +11,7 @@ import { machine, measure, median, startLoadedCluster, startYardsticks, type Mea
 //   ceilingTps  the naive chain: gateway forwarding each request to 4 processes that answer at once
 //   frontTps    one process answering at once (the front door alone)
 //   p99Ms       fixed-rate runs at 80% of authTps (one per round, median quoted), corrected for coordinated omission
-//   p99CeilingMs the naive chain at the same fixed rate, one run beside each of p99Ms's (the machine's floor)
+//   p99CeilingMs the naive chain at the same fixed rate, one run beside each of p99Ms's (the layout doing no work)
 
 const help = `Usage: npm run bench -- [options]
 
@@ -98,6 +98,8 @@ async function run(options: Options): Promise<Record<string, unknown>> {
       p99CeilingMs: Math.round(median(ceilingP99s) * 100) / 100, p99CeilingRuns: ceilingP99s.map((value) => Math.round(value * 100) / 100),
       p99RatioToCeiling: Math.round((median(p99s) / median(ceilingP99s)) * 1000) / 1000,
       p99RatioToCeilingPairs: Math.round(median(p99s.map((value, i) => value / (ceilingP99s[i] as number))) * 1000) / 1000,
+      // A naive chain that failed requests would make its p99 a different statistic.
+      p99CeilingErrors: ceilingLatencyRuns.reduce((sum, run) => sum + run.measured.errors + run.measured.non2xx, 0),
       p99At50PercentMs: Math.round(half.measured.p99Ms * 100) / 100, p99At50PercentRateTps: halfRate,
       accounts: loaded.issuance.issued, durable: true, issuanceCardsPerSecond: Math.round(loaded.issuance.cardsPerSecond),
       connections: options.connections, durationSeconds: options.durationSeconds, rounds,
