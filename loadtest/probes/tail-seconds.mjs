@@ -43,9 +43,9 @@ try {
   for (let i = 0; i < Number(process.env.RUNS ?? 2); i++) {
     const startSecond = Math.floor(Date.now() / 1000);
     const before = await scrape(); loop.reset(); ownGc.length = 0;
-    const { phase } = await measure(loaded.target, loaded.cards, opts, i + 1, 'rate', rate);
+    const { phase, measured } = await measure(loaded.target, loaded.cards, opts, i + 1, 'rate', rate);
     const t = phase.totals;
-    console.log(`run ${i + 1}: p50 ${t.latencyMs.p50} p99 ${t.latencyMs.p99} max ${t.latencyMs.max}; raw p99 ${t.latencyRawMs.p99}; corrections ${t.correctionSamples}`);
+    console.log(`run ${i + 1}: p50 ${t.latencyMs.p50} p99 ${t.latencyMs.p99} max ${t.latencyMs.max}; raw p99 ${t.latencyRawMs.p99}; cpu ms per request ${JSON.stringify(measured.cpuMsPerRequest)}`);
     console.log('  by second p99/max:', phase.seconds.map((s) => `${s.latencyMs.p99.toFixed(0)}/${s.latencyMs.max.toFixed(0)}`).join(' '));
     const late = [...lateBySecond.entries()].filter(([s]) => s >= startSecond).map(([, ms]) => ms.toFixed(0));
     console.log('  canary worst wake-up lateness per second (ms, from the run start):', late.join(' '));
