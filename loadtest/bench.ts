@@ -88,9 +88,10 @@ async function run(options: Options): Promise<Record<string, unknown>> {
     const p99s = latencyRuns.map((run) => run.measured.p99Ms);
     const ceilingP99s = ceilingLatencyRuns.map((run) => run.measured.p99Ms);
     const latency = latencyRuns.find((run) => run.measured.p99Ms === median(p99s)) ?? (latencyRuns[0] as (typeof latencyRuns)[number]);
-    // The same below saturation: the paced sender costs more CPU per request than the
-    // closed loop, so 80% of authTps leaves the 2 cores little headroom; 50% shows the
-    // latency of the system itself.
+    // The same below saturation. At a fixed rate the units' batches hold one or two
+    // operations and each costs a unit ~320 us of CPU whatever it holds, so a request
+    // costs more than at saturation and 80% of authTps leaves the 2 cores little
+    // headroom (BENCHMARKS.md, eighth session); 50% shows the latency with some.
     const halfRate = Math.round(authTps * 0.5);
     const half = await measure(loaded.target, loaded.cards, options, 2 * options.rounds + 1, 'rate', halfRate);
     if (!options.json) process.stderr.write(`fixed rate ${halfRate}/s: p99 ${half.measured.p99Ms.toFixed(2)} ms\n`);
