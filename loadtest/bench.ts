@@ -77,12 +77,12 @@ async function run(options: Options): Promise<Record<string, unknown>> {
     const latencyRuns: Array<Awaited<ReturnType<typeof measure>>> = [];
     const ceilingLatencyRuns: Array<Awaited<ReturnType<typeof measure>>> = [];
     for (let run = 1; run <= options.rounds; run++) {
-      const pair = run % 2 === 1 ? [loaded.target, yardsticks.ceiling] : [yardsticks.ceiling, loaded.target];
-      for (const target of pair) {
-        const targetRate = target === loaded.target ? rate : ceilingRate;
-        const measured = await measure(target, loaded.cards, options, options.rounds + run, 'rate', targetRate);
-        (target === loaded.target ? latencyRuns : ceilingLatencyRuns).push(measured);
-        if (!options.json) process.stderr.write(`fixed rate ${targetRate}/s, ${target.name.padEnd(8)} run ${run}: p99 ${measured.measured.p99Ms.toFixed(2)} ms (from intended send times), ${measured.measured.tps} req/s\n`);
+      const auth = { target: loaded.target, rate, runs: latencyRuns };
+      const ceiling = { target: yardsticks.ceiling, rate: ceilingRate, runs: ceilingLatencyRuns };
+      for (const side of run % 2 === 1 ? [auth, ceiling] : [ceiling, auth]) {
+        const measured = await measure(side.target, loaded.cards, options, options.rounds + run, 'rate', side.rate);
+        side.runs.push(measured);
+        if (!options.json) process.stderr.write(`fixed rate ${side.rate}/s, ${side.target.name.padEnd(8)} run ${run}: p99 ${measured.measured.p99Ms.toFixed(2)} ms (from intended send times), ${measured.measured.tps} req/s\n`);
       }
     }
     const p99s = latencyRuns.map((run) => run.measured.p99Ms);
