@@ -1,3 +1,5 @@
+import { maskCardNumbers } from './pan.js';
+
 // One error family with stable codes. Every error a caller can see carries one of
 // these codes; the HTTP status is fixed per code.
 
@@ -8,6 +10,9 @@ export const errorCodes = {
   UNKNOWN_FIELD: { status: 400, meaning: 'the body has a field the API does not define' },
   INVALID_AMOUNT: { status: 400, meaning: 'an amount is zero, negative, fractional or absurdly large' },
   BODY_TOO_LARGE: { status: 413, meaning: 'the body exceeds the size limit' },
+  MALFORMED_REQUEST: { status: 400, meaning: 'the request is not well-formed HTTP/1.1' },
+  REQUEST_TIMEOUT: { status: 408, meaning: 'the request did not arrive whole in time' },
+  HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers exceed the size limit' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the body is not application/json' },
   NOT_FOUND: { status: 404, meaning: 'no such route' },
   METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route does not accept this method' },
@@ -43,12 +48,15 @@ export interface ApiErrorBody {
 /** An expected failure, returned as a value and turned into an HTTP answer at the edge. */
 export class ApiError {
   readonly status: number;
+  /** What the caller is told; a card number the message would echo (a path, an id) is masked. */
+  readonly message: string;
   constructor(
     readonly code: ErrorCode,
-    readonly message: string,
+    message: string,
     readonly field: string | null = null,
   ) {
     this.status = errorCodes[code].status;
+    this.message = maskCardNumbers(message);
   }
   body(): ApiErrorBody {
     return { error: { code: this.code, message: this.message, field: this.field } };

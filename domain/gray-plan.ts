@@ -195,7 +195,7 @@ function parseGates(value: unknown): Gates | ApiError {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return new ApiError('INVALID_FIELD', 'gates is an object', 'gates');
   const gates: Gates = { ...defaultGates };
   for (const [key, given] of Object.entries(value)) {
-    if (!(key in defaultGates)) return new ApiError('UNKNOWN_FIELD', `unknown field "gates.${key}"`, `gates.${key}`);
+    if (!Object.hasOwn(defaultGates, key)) return new ApiError('UNKNOWN_FIELD', `unknown field "gates.${key}"`, `gates.${key}`);
     if (typeof given !== 'number' || !Number.isFinite(given) || given < 0) return new ApiError('INVALID_FIELD', `gates.${key} is a non-negative number`, `gates.${key}`);
     gates[key as keyof Gates] = given;
   }

@@ -90,6 +90,8 @@ export const limits = {
   failoverBufferMsMax: 2_000,
   /** Largest commit delay the fault injection (POST /admin/fault on a unit) may set. */
   injectedCommitDelayMsMax: 2_000,
+  /** How far the simulated clock may run ahead of the real one, in all: 100 years. */
+  clockOffsetMsMax: 100 * 366 * 24 * 3_600_000,
   /** The launcher (npm start -- --ha) restarts a unit copy that died this long after its exit. */
   copyRestartDelayMs: 1_000,
   /** Most restarts of one copy within copyRestartWindowMs; a copy that keeps dying is left down and said so. */

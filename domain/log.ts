@@ -1,5 +1,4 @@
-import { luhnValid } from './luhn.js';
-import { maskPan } from './pan.js';
+import { maskCardNumbers } from './pan.js';
 
 // Structured logs: one JSON object per line on stdout. Card numbers never reach a
 // log in clear: callers pass maskPan(pan), and as a safety net every line is
@@ -8,17 +7,12 @@ import { maskPan } from './pan.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const levelRank = { debug: 10, info: 20, warn: 30, error: 40 } as const;
-const panLike = /(?<![0-9])[0-9]{16,19}(?![0-9])/g;
 
 export interface Logger {
   debug(msg: string, fields?: object): void;
   info(msg: string, fields?: object): void;
   warn(msg: string, fields?: object): void;
   error(msg: string, fields?: object): void;
-}
-
-export function maskCardNumbers(line: string): string {
-  return line.replace(panLike, (digits) => (luhnValid(digits) ? maskPan(digits) : digits));
 }
 
 export function createLogger(component: string, write: (line: string) => void = (line) => process.stdout.write(line)): Logger {

@@ -91,6 +91,13 @@ export function feeMinor(amountMinor: number, feeBps: number): number {
   return Number(divideHalfUp(BigInt(amountMinor) * BigInt(feeBps), 10_000n));
 }
 
+/** amountMinor * part / whole, exactly, rounded half up (a share of an amount: a partial reversal's share of a hold). */
+export function shareMinor(amountMinor: number, part: number, whole: number): number {
+  assert(Number.isSafeInteger(amountMinor) && amountMinor >= 0, 'the amount is a non-negative integer');
+  assert(Number.isSafeInteger(part) && part >= 0 && Number.isSafeInteger(whole) && whole > 0, 'the share is of non-negative integers');
+  return Number(divideHalfUp(BigInt(amountMinor) * BigInt(part), BigInt(whole)));
+}
+
 function divideHalfUp(numerator: bigint, denominator: bigint): bigint {
   assert(denominator > 0n, 'denominator is positive');
   assert(numerator >= 0n, 'numerator is non-negative');

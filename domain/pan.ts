@@ -48,3 +48,10 @@ export function maskPan(pan: string): string {
   if (pan.length < 10) return '*'.repeat(pan.length);
   return pan.slice(0, 6) + '*'.repeat(pan.length - 10) + pan.slice(-4);
 }
+
+const panLike = /(?<![0-9])[0-9]{16,19}(?![0-9])/g;
+
+/** Masks every digit run in text that looks like a card number (16-19 digits, Luhn-valid). */
+export function maskCardNumbers(text: string): string {
+  return text.replace(panLike, (digits) => (luhnValid(digits) ? maskPan(digits) : digits));
+}

@@ -1,5 +1,6 @@
 import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { ApiError } from '../domain/errors.js';
 import { assert } from '../domain/limits.js';
 
 // The gateway's front door for channel traffic: a lean HTTP/1.1 reader on the
@@ -52,7 +53,7 @@ const headEnd = Buffer.from('\r\n\r\n');
 const pipelinedMax = 64;
 /** Packets an unfinished request may take before it is handed to node:http's streaming parser. */
 const partialPacketsMax = 32;
-const internalErrorBody = JSON.stringify({ code: 'INTERNAL', message: 'the gateway failed unexpectedly', field: null });
+const internalErrorBody = JSON.stringify(new ApiError('INTERNAL', 'the gateway failed unexpectedly', null).body());
 /** RFC 9110 token characters, for methods and header names. */
 const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** An origin-form target: visible ASCII and bytes of 0x80 and above, nothing else (no controls, no spaces). */

@@ -2,6 +2,9 @@ import { cardStatuses, type CardStatus } from '../domain/authorize-rules.js';
 import { ApiError } from '../domain/errors.js';
 import { limits } from '../domain/limits.js';
 import { isCurrency, type Money } from '../domain/money.js';
+import {
+  cardNumberPattern, countryPattern, cvvPattern, expiryPattern, idempotencyKeyPattern, mccPattern, merchantIdPattern,
+} from '../domain/field-patterns.js';
 import { channels, transactionTypes, type Channel, type TransactionType } from '../domain/products.js';
 
 // Validation of channel requests, as pure functions from parsed JSON to a typed
@@ -19,26 +22,7 @@ export interface AuthorizationRequest {
   partialAllowed: boolean;
 }
 
-const cardNumberPattern = /^[0-9]{12,19}$/;
-const expiryPattern = /^[0-9]{4}-(0[1-9]|1[0-2])$/;
-const cvvPattern = /^[0-9]{3,4}$/;
-const mccPattern = /^[0-9]{4}$/;
-const countryPattern = /^[A-Z]{2}$/;
-const merchantIdPattern = /^[A-Za-z0-9._:-]{1,64}$/;
-const idempotencyKeyPattern = /^[\x21-\x7e]{1,128}$/;
 
-export function parseJsonObject(body: Buffer): Json | ApiError {
-  let value: unknown;
-  try {
-    value = JSON.parse(body.length === 0 ? '{}' : body.toString('utf8'));
-  } catch {
-    return new ApiError('INVALID_JSON', 'the body is not valid JSON', null);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return new ApiError('INVALID_FIELD', 'the body must be a JSON object', null);
-  }
-  return value as Json;
-}
 
 function object(parent: Json, name: string, path: string, allowed: readonly string[]): Json | ApiError {
   const value = parent[name];
@@ -102,7 +86,7 @@ export function parseAuthorization(body: Json): AuthorizationRequest | ApiError 
   if (channel instanceof ApiError) return channel;
   const merchant = parseMerchant(body);
   if (merchant instanceof ApiError) return merchant;
-  const partialAllowed = body['partialAllowed'] ?? false;
+  const partialAllowed = body['partialAllowed'] === undefined ? false : body['partialAllowed'];
   if (typeof partialAllowed !== 'boolean') return new ApiError('INVALID_FIELD', 'partialAllowed must be true or false', 'partialAllowed');
   return { card: { number, expiry, cvv }, amount, type, channel, merchant, partialAllowed };
 }

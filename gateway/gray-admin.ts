@@ -2,10 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError } from '../domain/errors.js';
 import { parsePlan } from '../domain/gray-plan.js';
 import { parseReason, parseRulesUpdate } from '../domain/gray.js';
-import { readBody, sendError, sendJson } from '../domain/http-util.js';
+import { parseJsonObject, readBody, sendError, sendJson } from '../domain/http-util.js';
 import type { AdminAuth } from './admin-auth.js';
 import type { Actor, GrayController } from './gray-controller.js';
-import { parseJsonObject } from './channel-request.js';
 
 // The operators' HTTP API for gray release, under /admin/gray, guarded by a
 // bearer token. A request without the token, or with another one, gets 401 and

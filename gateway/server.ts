@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApiError } from '../domain/errors.js';
-import { readBody, readBodyThen, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
+import { answerClientErrorsAsJson, decodeSegment, parseJsonObject, readBody, readBodyThen, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
 import { ChannelFront, type FrontHandler, type FrontReply } from './channel-front.js';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
@@ -12,7 +12,7 @@ import { responseCodes } from '../domain/response-codes.js';
 import type { Topology } from '../domain/topology.js';
 import { channels, type Channel } from '../domain/products.js';
 import {
-  type AuthorizationRequest, parseAuthorization, parseCardStatus, parseFollowUp, parseIdempotencyKey, parseJsonObject, parseOpenAccount,
+  type AuthorizationRequest, parseAuthorization, parseCardStatus, parseFollowUp, onlyKnown, parseIdempotencyKey, parseOpenAccount,
 } from './channel-request.js';
 import { GatewayMetrics } from './metrics.js';
 import { Router } from './router.js';
@@ -105,6 +105,7 @@ export class GatewayServer {
         if (!response.headersSent) sendError(response, new ApiError('INTERNAL', 'the gateway failed unexpectedly', null));
       });
     });
+    answerClientErrorsAsJson(this.server);
     // Channel requests in their plain form are read by the lean front door; the
     // rest (admin, accounts, anything unusual) by node:http (see channel-front.ts).
     const authorizeFront: FrontHandler = (headers, body, reply) => this.authorizeRequest(headers, body, reply, performance.now());
@@ -123,7 +124,7 @@ export class GatewayServer {
       const parts = target.split('/');
       // The plain form only: /v1/authorizations/<id>/(reversals|increments), an id without
       // % escapes or a query; node:http's route answers every other form as it always has.
-      return parts.length === 5 && parts[1] === 'v1' && isFollowUpPath(parts) && (parts[3] ?? '') !== '' && !target.includes('%') && !target.includes('?') ? followUpFront : null;
+      return isFollowUpPath(parts) && (parts[3] ?? '') !== '' && !target.includes('%') && !target.includes('?') ? followUpFront : null;
     }, {
       headerBytesMax: 16 * 1024, bodyBytesMax: limits.requestBodyBytesMax, idleTimeoutMs: keepAliveMs, requestTimeoutMs,
       onError: (error) => options.log.error('request failed', { error: String(error) }),
@@ -235,7 +236,7 @@ export class GatewayServer {
     } else if (method === 'POST' && isFollowUpPath(parts)) {
       routeName = parts[4] as string;
       await this.followUp(request, response, parts[3] ?? '', parts[4] === 'increments');
-    } else if (path.startsWith('/v1/accounts') || path === '/v1/cards/status') {
+    } else if (path === '/v1/accounts' || path.startsWith('/v1/accounts/') || path === '/v1/cards/status') {
       routeName = 'accounts';
       await this.accounts(request, response, method, parts);
     } else if (path === '/admin/ha' || path === '/admin/ha/switch') {
@@ -438,6 +439,8 @@ export class GatewayServer {
     if (!read.ok) return sendError(response, read.error);
     const body = parseJsonObject(read.body);
     if (body instanceof ApiError) return sendError(response, body);
+    const unknown = onlyKnown(body, '', ['accounts']);
+    if (unknown !== null) return sendError(response, unknown);
     const accounts = body['accounts'];
     if (!Array.isArray(accounts) || accounts.length === 0 || accounts.length > limits.issuanceBatchAccountsMax) {
       return sendError(response, new ApiError('INVALID_FIELD', `accounts must be an array of 1..${limits.issuanceBatchAccountsMax} account requests`, 'accounts'));
@@ -581,7 +584,7 @@ const requestTimeoutMs = 30_000;
 
 /** ['', version, 'authorizations', id, 'reversals' | 'increments'] */
 function isFollowUpPath(parts: readonly string[]): boolean {
-  return parts.length === 5 && parts[2] === 'authorizations' && (parts[4] === 'reversals' || parts[4] === 'increments');
+  return parts.length === 5 && parts[0] === '' && parts[1] === 'v1' && parts[2] === 'authorizations' && (parts[4] === 'reversals' || parts[4] === 'increments');
 }
 
 /** The checks shared by the channel routes: a JSON body, and the gray header; returns the header's value. */
@@ -593,15 +596,6 @@ function checkChannelHeaders(headers: RequestHeaders): GrayHeader | ApiError {
     return new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json', null);
   }
   return force;
-}
-
-/** A %-encoded path segment decoded, or null when its escapes are malformed (decodeURIComponent throws). */
-function decodeSegment(raw: string): string | null {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return null;
-  }
 }
 
 /** The first header error of a channel route, in the order the route checks them, or null. */

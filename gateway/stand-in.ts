@@ -6,7 +6,7 @@ import type { Logger } from '../domain/log.js';
 import type { Money } from '../domain/money.js';
 import type { Channel } from '../domain/products.js';
 import { authorizationIdSeparator, type AdviceOp, type ResultLine } from '../domain/protocol.js';
-import { responseCodes } from '../domain/response-codes.js';
+import { responseCodes, type ResponseCode } from '../domain/response-codes.js';
 import type { StandInConfig } from '../domain/topology.js';
 
 // Stand-in processing: when both copies of a unit are down, the gateway answers
@@ -48,8 +48,12 @@ export class StandIn {
   private readonly path: string;
   /** Advices not yet replayed, by unit, in the order they were given. */
   private readonly pending = new Map<string, AdviceOp[]>();
-  /** Answers given, by idempotency key: a retry while the unit is still down gets the same one. */
-  private readonly answers = new Map<string, ResultLine>();
+  /**
+   * Answers given, by unit and idempotency key, with the print of the request: a
+   * retry while the unit is still down gets the same answer; another request under
+   * the same key gets 94, as the unit would answer it.
+   */
+  private readonly answers = new Map<string, { print: string; line: ResultLine }>();
   private readonly perCard = new Map<string, number>();
   private readonly perChannel = new Map<string, number>();
   private readonly idPrefix = randomBytes(6).toString('base64url');
@@ -69,8 +73,9 @@ export class StandIn {
 
   /** The stand-in answer for an authorization of a unit that is down. */
   authorize(request: StandInRequest): ResultLine {
-    const earlier = this.answers.get(request.idempotencyKey);
-    if (earlier !== undefined) return earlier;
+    const print = requestPrint(request);
+    const earlier = this.answers.get(answerKey(request.unitId, request.idempotencyKey));
+    if (earlier !== undefined) return earlier.print === print ? earlier.line : duplicateLine(request.unitId);
     const { amount, channel } = request;
     const cardUsed = this.perCard.get(request.panHashHex) ?? 0;
     const channelUsed = this.perChannel.get(`${request.unitId}|${channel}`) ?? 0;
@@ -98,7 +103,7 @@ export class StandIn {
     this.perChannel.set(`${request.unitId}|${channel}`, channelUsed + amount.value);
     this.approvals++;
     const line: ResultLine = { status: 200, code: responseCodes.approved, approved: true, body };
-    this.answers.set(request.idempotencyKey, line);
+    this.answers.set(answerKey(request.unitId, request.idempotencyKey), { print, line });
     return line;
   }
 
@@ -156,12 +161,35 @@ export class StandIn {
     for (const record of records) {
       if (replayed.has(record.advice.authorizationId)) continue;
       this.addPending(record.unitId, record.advice);
-      this.answers.set(record.advice.idempotencyKey, { status: 200, code: responseCodes.approved, approved: true, body: record.advice.answer });
+      const { advice } = record;
+      this.answers.set(answerKey(record.unitId, advice.idempotencyKey), {
+        print: requestPrint({ ...advice, unitId: record.unitId, idempotencyKey: advice.idempotencyKey, last4: '' }),
+        line: { status: 200, code: responseCodes.approved, approved: true, body: advice.answer },
+      });
     }
   }
 }
 
+function answerKey(unitId: string, idempotencyKey: string): string {
+  return `${unitId}|${idempotencyKey}`;
+}
+
+/** What a retry must repeat to get the first answer: the request's content (the card by its keyed hash). */
+function requestPrint(request: StandInRequest): string {
+  const { panHashHex, cvvHashHex, expiry, amount, type, channel, merchant, partialAllowed } = request;
+  return JSON.stringify([panHashHex, cvvHashHex, expiry, amount.value, amount.currency, type, channel, merchant.id, merchant.mcc, merchant.country, partialAllowed]);
+}
+
 function declineLine(unitId: string): ResultLine {
-  const body = { authorizationId: null, approved: false, responseCode: responseCodes.unitUnavailable, approvedAmount: null, availableCredit: null, unit: unitId, version: 'stable', standIn: true };
-  return { status: 200, code: responseCodes.unitUnavailable, approved: false, body: JSON.stringify(body) };
+  return standInDecline(unitId, responseCodes.unitUnavailable);
+}
+
+/** The key came with another request before: 94, as the unit answers a reused key. */
+function duplicateLine(unitId: string): ResultLine {
+  return standInDecline(unitId, responseCodes.duplicateTransmission);
+}
+
+function standInDecline(unitId: string, code: ResponseCode): ResultLine {
+  const body = { authorizationId: null, approved: false, responseCode: code, approvedAmount: null, availableCredit: null, unit: unitId, version: 'stable', standIn: true };
+  return { status: 200, code, approved: false, body: JSON.stringify(body) };
 }

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
 import { request } from 'undici';
+import { makePan } from '../domain/pan.js';
 import type { Cluster } from '../deploy/cluster.js';
 import { call, freshKey, openAccount, purchase, startCluster, type TestCard } from './helpers.js';
 
@@ -64,6 +66,7 @@ const authorizationCases: Case[] = [
   ['bad mcc', (b) => ({ ...b, merchant: { ...b.merchant, mcc: '54' } }), 400, 'INVALID_FIELD', 'merchant.mcc'],
   ['bad country', (b) => ({ ...b, merchant: { ...b.merchant, country: 'china' } }), 400, 'INVALID_FIELD', 'merchant.country'],
   ['partialAllowed as string', (b) => ({ ...b, partialAllowed: 'yes' }), 400, 'INVALID_FIELD', 'partialAllowed'],
+  ['partialAllowed null', (b) => ({ ...b, partialAllowed: null }), 400, 'INVALID_FIELD', 'partialAllowed'],
   ['body over the size limit', (b) => ({ ...b, merchant: { ...b.merchant, id: 'x'.repeat(20_000) } }), 413, 'BODY_TOO_LARGE', null],
 ];
 
@@ -195,6 +198,135 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     const batch = await call(base, 'POST', '/v1/accounts/batch', { accounts: [{ creditLimit: { value: 1_000, currency: 'CNY' } }, { creditLimit: { value: 0, currency: 'CNY' } }] });
     expect(batch.status).toBe(400);
     expect(batch.body.error).toMatchObject({ code: 'INVALID_AMOUNT', field: 'accounts[1].creditLimit.value' });
+    const extra = await call(base, 'POST', '/v1/accounts/batch', { accounts: [{ creditLimit: { value: 1_000, currency: 'CNY' } }], dryRun: true });
+    expect(extra.status).toBe(400);
+    expect(extra.body.error).toMatchObject({ code: 'UNKNOWN_FIELD', field: 'dryRun' });
     expect(await journalEnds()).toEqual(before);
+  });
+
+  it('paths that only resemble a route write nothing', async () => {
+    const before = await journalEnds();
+    const lookalike = await call(base, 'POST', '/v1/accountsXYZ', { creditLimit: { value: 1_000, currency: 'CNY' } });
+    expect(lookalike.status).toBe(404);
+    expect(lookalike.body.error.code).toBe('NOT_FOUND');
+    for (const prefix of ['/v2', '/x']) {
+      const followUp = await call(base, 'POST', `${prefix}/authorizations/${authorizationId}/reversals`, {});
+      expect(followUp.status).toBe(404);
+      expect(followUp.body.error.code).toBe('NOT_FOUND');
+    }
+    expect(await journalEnds()).toEqual(before);
+  });
+
+  it('a card number in a path is masked in the answer', async () => {
+    const pan = makePan('62258812345678', 0);
+    for (const url of [base, cluster.topology.units[0]!.url]) {
+      const answer = await call(url, 'GET', `/v1/accounts/${pan}`);
+      expect(answer.status).toBe(404);
+      expect(JSON.stringify(answer.body)).not.toContain(pan);
+      expect(answer.body.error.message).toContain(pan.slice(-4));
+    }
+  });
+
+  it('a request that is not well-formed HTTP gets the JSON error body', async () => {
+    for (const url of [base, cluster.topology.units[0]!.url]) {
+      const { port } = new URL(url);
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write('POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      expect(raw.startsWith('HTTP/1.1 400 Bad Request\r\n')).toBe(true);
+      const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
+      expect(body.error).toMatchObject({ code: 'MALFORMED_REQUEST', field: null });
+    }
+  });
+});
+
+describe("a unit's own routes refuse malformed input, change nothing and keep serving", () => {
+  const unitUrl = () => cluster.topology.units[0]!.url;
+
+  async function stillServing(): Promise<void> {
+    expect((await call(unitUrl(), 'GET', '/healthz')).status).toBe(200);
+  }
+
+  it('a malformed %-escape in an account path', async () => {
+    for (const path of ['/v1/accounts/%E0%A4%A', '/v1/accounts/%']) {
+      const answer = await call(unitUrl(), 'GET', path);
+      expect(answer.status).toBe(404);
+      expect(answer.body.error).toMatchObject({ code: 'ACCOUNT_NOT_FOUND', field: 'accountId' });
+    }
+    await stillServing();
+  });
+
+  it('HA role changes that are not JSON or not well formed', async () => {
+    const before = await journalEnds();
+    const cases: Array<[unknown, number, string, string | null]> = [
+      ['{', 400, 'INVALID_JSON', null],
+      ['null', 400, 'INVALID_FIELD', null],
+      [{ role: 'king', epoch: 1 }, 400, 'INVALID_FIELD', 'role'],
+      [{ role: 'primary', epoch: 'x' }, 400, 'INVALID_FIELD', 'epoch'],
+      [{ role: 'primary', epoch: 1, peerUrl: 5 }, 400, 'INVALID_FIELD', 'peerUrl'],
+      [{ role: 'standby', epoch: 1, force: 'yes' }, 400, 'INVALID_FIELD', 'force'],
+      [{ role: 'standby', epoch: 1, extra: 1 }, 400, 'UNKNOWN_FIELD', 'extra'],
+      // Well formed, to a unit without an HA pair.
+      [{ role: 'primary', epoch: 1 }, 409, 'NOT_STANDBY', null],
+    ];
+    for (const [body, status, code, field] of cases) {
+      const answer = await call(unitUrl(), 'POST', '/ha/role', body as object);
+      expect(answer.status).toBe(status);
+      expect(answer.body.error).toMatchObject({ code, field });
+    }
+    expect(await journalEnds()).toEqual(before);
+    await stillServing();
+  });
+
+  it('a clock advance past the range the simulated clock allows', async () => {
+    const before = await journalEnds();
+    const health = (await call(unitUrl(), 'GET', '/healthz')).body;
+    const answer = await call(unitUrl(), 'POST', '/admin/clock', { advanceMs: Number.MAX_SAFE_INTEGER });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ code: 'INVALID_FIELD', field: 'advanceMs' });
+    expect((await call(unitUrl(), 'GET', '/healthz')).body.nowMs - health.nowMs).toBeLessThan(60_000);
+    expect(await journalEnds()).toEqual(before);
+    // Authorizations go on as before.
+    const auth = await call(base, 'POST', '/v1/authorizations', purchase(card, 100), { 'idempotency-key': freshKey() });
+    expect(auth.body).toMatchObject({ approved: true, responseCode: '00' });
+  });
+
+  it('batch operations the engine could not apply are refused whole, before anything is written', async () => {
+    const unit = cluster.topology.units.find((each) => each.id === authorizationId.split('~')[0])!;
+    const before = await journalEnds();
+    const openAccount = { op: 'openAccount', accountId: '62258800000042', product: 'classic', creditLimit: { value: 1_000, currency: 'CNY' } };
+    const authorize = {
+      op: 'authorize', idempotencyKey: freshKey(), pan: card.number, expiry: card.expiry, cvv: card.cvv, amount: { value: 100, currency: 'CNY' },
+      type: 'purchase', channel: 'pos', merchant: { id: 'm-1', mcc: '5411', country: 'CN' }, partialAllowed: false,
+    };
+    const advice = {
+      op: 'advice', idempotencyKey: freshKey(), authorizationId: `${unit.id}~vtest`, panHashHex: '0'.repeat(32), cvvHashHex: null, expiry: card.expiry,
+      amount: { value: 100, currency: 'CNY' }, type: 'purchase', channel: 'pos', merchant: { id: 'm-1', mcc: '5411', country: 'CN' },
+      partialAllowed: false, atMs: Date.now(), answer: '{"approved":true}',
+    };
+    const cases: Array<[string, object]> = [
+      ['accountId', { ...openAccount, accountId: 'x' }],
+      ['creditLimit', { ...openAccount, creditLimit: { value: 1_000, currency: 'USD' } }],
+      ['creditLimit', { ...openAccount, creditLimit: { value: 10_000_000_000_000, currency: 'CNY' } }],
+      ['accountId', { op: 'addCard', accountId: '12' }],
+      ['card', { ...authorize, pan: 'not-a-card' }],
+      ['card', { ...authorize, expiry: '11/29' }],
+      ['merchant', { ...authorize, merchant: { id: 'm-1', mcc: '54', country: 'CN' } }],
+      ['answer', { ...advice, answer: '{"approved":true}\n{"second":1}' }],
+      ['answer', { ...advice, answer: 'approved' }],
+      ['pan', { op: 'setCardStatus', pan: 'abc', status: 'blocked' }],
+    ];
+    for (const [field, op] of cases) {
+      // A well-formed authorization rides in the same batch: a refused batch applies neither.
+      const answer = await call(unit.url, 'POST', '/v1/batch', [JSON.stringify(authorize), JSON.stringify(op)].join('\n'));
+      expect(answer.status).toBe(400);
+      expect(answer.body.error).toMatchObject({ code: 'INVALID_FIELD', field });
+    }
+    expect(await journalEnds()).toEqual(before);
+    await stillServing();
   });
 });

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { luhnCheckDigit, luhnValid } from '../domain/luhn.js';
-import { makeAccountId, makePan, maskPan, parsePan } from '../domain/pan.js';
-import { convertMinor, feeMinor, makeFxTable, parseDecimalRate } from '../domain/money.js';
-import { maskCardNumbers } from '../domain/log.js';
+import { makeAccountId, makePan, maskCardNumbers, maskPan, parsePan } from '../domain/pan.js';
+import { convertMinor, feeMinor, makeFxTable, parseDecimalRate, shareMinor } from '../domain/money.js';
 import { Router } from '../gateway/router.js';
 import { creditLimitForScore, parseApplicants } from '../deploy/bulk-issuance.js';
 
@@ -60,6 +59,15 @@ describe('money', () => {
     expect(feeMinor(33, 150)).toBe(0); // 0.495
     expect(feeMinor(34, 150)).toBe(1); // 0.51
     expect(feeMinor(0, 150)).toBe(0);
+  });
+
+  it('takes a share of an amount exactly, half up, past the range where a double is exact', () => {
+    expect(shareMinor(5, 1, 2)).toBe(3);
+    expect(shareMinor(3, 1, 2)).toBe(2);
+    expect(shareMinor(1_000, 1, 3)).toBe(333);
+    // hold * reversed passes 2^53 here, and Math.round(hold * reversed / txn) gives one minor unit more.
+    expect(Math.round((6_026_262_558_018 * 2_340_214_472_878) / 5_236_919_633_063)).toBe(2_692_946_969_551);
+    expect(shareMinor(6_026_262_558_018, 2_340_214_472_878, 5_236_919_633_063)).toBe(2_692_946_969_550);
   });
 });
 

@@ -111,5 +111,7 @@ describe('release plan analysis', () => {
     expect(fields({ steps: [] })).toBe('steps');
     expect(fields({ steps: [{ percent: 5, minSeconds: 0 }] })).toBe('steps[0].minSeconds');
     expect(fields({ steps: [{ percent: 5 }], gates: { p99RatioMax: -1 } })).toBe('gates.p99RatioMax');
+    // A name every object inherits is no gate either.
+    expect(parsePlan({ steps: [{ percent: 5 }], gates: { toString: 1 } })).toMatchObject({ code: 'UNKNOWN_FIELD', field: 'gates.toString' });
   });
 });

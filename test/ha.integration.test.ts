@@ -127,6 +127,8 @@ describe('DSU high availability', () => {
     const second = await authorize(purchaseOf(card, 20_000, 'ecommerce'), 'standin-2');
     const overCardLimit = await authorize(purchaseOf(card, 30_000), 'standin-3');
     const retry = await authorize(purchaseOf(card, 10_000), 'standin-1');
+    // The same key with another request: 94, as the unit answers it, and no hold.
+    const reused = await authorize(purchaseOf(card, 5_000), 'standin-1');
     const cash = await authorize({ ...purchaseOf(card, 1_000, 'atm'), type: 'cash', merchant: { id: 'atm-1', mcc: '6011', country: 'CN' } }, 'standin-4');
     const elsewhere = await authorize(purchaseOf(other, 1_000), 'standin-5');
     expect(first.body).toMatchObject({ approved: true, responseCode: '00', standIn: true });
@@ -134,6 +136,7 @@ describe('DSU high availability', () => {
     expect(overCardLimit.body).toMatchObject({ approved: false, responseCode: '91', standIn: true });
     expect(cash.body).toMatchObject({ approved: false, responseCode: '91' });
     expect(retry.body.authorizationId).toBe(first.body.authorizationId);
+    expect(reused.body).toMatchObject({ approved: false, responseCode: '94', authorizationId: null, standIn: true });
     expect(elsewhere.body).toMatchObject({ approved: true, unit: 'dsu-2' });
     expect(elsewhere.body.standIn).toBeUndefined();
 
@@ -148,5 +151,45 @@ describe('DSU high availability', () => {
     const reversal = await call(cluster.gatewayUrl, 'POST', `/v1/authorizations/${first.body.authorizationId}/reversals`, {});
     expect(reversal.body).toMatchObject({ responseCode: '00' });
     expect(reversal.body.availableCredit.value).toBe(before.availableCredit.value - 20_000);
+  });
+
+  it('a standby refuses malformed replication, role changes and snapshots, and keeps its store', async () => {
+    await waitInSync(15_000);
+    const unit = (await haStatus()).units.find((each: any) => each.unit === 'dsu-2');
+    const spec = cluster.topology.units.find((each) => each.id === 'dsu-2')!;
+    const standbyUrl = unit.primary === spec.url ? spec.standby!.url : spec.url;
+    const before = (await call(standbyUrl, 'GET', '/ha/status')).body;
+    expect(before.role).toBe('standby');
+    const next = before.appliedSeq + 1;
+    const commit = (changes: unknown) => ({ epoch: before.epoch, clockOffsetMs: 0, commits: [{ seq: next, epoch: before.epoch, changes }] });
+    const cases: Array<[string, unknown, string, string | null]> = [
+      ['/ha/replicate', '{', 'INVALID_JSON', null],
+      ['/ha/replicate', { epoch: 'x', clockOffsetMs: 0, commits: [] }, 'INVALID_FIELD', 'epoch'],
+      ['/ha/replicate', { epoch: before.epoch, clockOffsetMs: 0 }, 'INVALID_FIELD', 'commits'],
+      ['/ha/replicate', { epoch: before.epoch, clockOffsetMs: 0, commits: [{ seq: next, epoch: before.epoch, changes: [] }, { seq: next + 2, epoch: before.epoch, changes: [] }] }, 'INVALID_FIELD', 'commits[1].seq'],
+      ['/ha/replicate', commit([5]), 'INVALID_FIELD', 'commits[0].changes'],
+      ['/ha/replicate', commit([['dropEverything', 1]]), 'INVALID_FIELD', 'commits'],
+      ['/ha/replicate', commit([['setMeta']]), 'INVALID_FIELD', 'commits'],
+      ['/ha/role', '{', 'INVALID_JSON', null],
+      ['/ha/role', { role: 'primary', epoch: -1 }, 'INVALID_FIELD', 'epoch'],
+      [`/ha/snapshot?epoch=${before.epoch}`, 'not a database', 'INVALID_FIELD', 'body'],
+      [`/ha/snapshot?epoch=${before.epoch}`, '', 'INVALID_FIELD', 'body'],
+    ];
+    for (const [path, body, code, field] of cases) {
+      const answer = await call(standbyUrl, 'POST', path, body as object);
+      expect([path, answer.status]).toEqual([path, 400]);
+      expect(answer.body.error).toMatchObject({ code, field });
+    }
+    const after = (await call(standbyUrl, 'GET', '/ha/status')).body;
+    expect(after).toMatchObject({ role: 'standby', epoch: before.epoch, appliedSeq: before.appliedSeq });
+    // The pair goes on replicating: a new approval on the unit reaches the standby.
+    const card = cards.find((each) => each.unit === 'dsu-2') as IssuedCard;
+    const approval = await call(cluster.gatewayUrl, 'POST', '/v1/authorizations', {
+      card: { number: card.pan, expiry: card.expiry, cvv: card.cvv }, amount: { value: 100, currency: 'CNY' }, type: 'purchase', channel: 'pos',
+      merchant: { id: 'm-ha', mcc: '5411', country: 'CN' },
+    }, { 'idempotency-key': 'ha-after-malformed' });
+    expect(approval.body).toMatchObject({ approved: true });
+    await waitInSync(15_000);
+    expect((await call(standbyUrl, 'GET', '/ha/status')).body.appliedSeq).toBeGreaterThan(before.appliedSeq);
   });
 });

@@ -10,7 +10,7 @@ import { fingerprint } from '../domain/fingerprint.js';
 import { msPerDay, type Clock } from '../domain/clock.js';
 import { ApiError } from '../domain/errors.js';
 import { assert, limits } from '../domain/limits.js';
-import type { BillingCurrency, FxTable, Money } from '../domain/money.js';
+import { shareMinor, type BillingCurrency, type FxTable, type Money } from '../domain/money.js';
 import { makePan } from '../domain/pan.js';
 import { holdExpiryDays, type Product, type ProductTable } from '../domain/products.js';
 import {
@@ -169,7 +169,7 @@ export class UnitEngine {
     }
     const full = reversedTxn === hold.txn_amount;
     // A partial reversal releases the same share of the held billing amount (fee included).
-    const releaseMinor = full ? hold.hold_amount : Math.round((hold.hold_amount * reversedTxn) / hold.txn_amount);
+    const releaseMinor = full ? hold.hold_amount : shareMinor(hold.hold_amount, reversedTxn, hold.txn_amount);
     const nowMs = this.options.clock.nowMs();
     this.statements.updateHold.run(hold.txn_amount - reversedTxn, hold.hold_amount - releaseMinor, full ? 'reversed' : 'open', hold.expires_at, hold.authorization_id);
     this.statements.addOpenHolds.run(-releaseMinor, hold.account_id);

@@ -2,9 +2,9 @@ import { closeSync, createWriteStream, fsyncSync, openSync, renameSync, rmSync }
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { ApiError } from '../domain/errors.js';
-import { readBody, sendError, sendJson } from '../domain/http-util.js';
+import { parseJsonObject, readBody, sendError, sendJson } from '../domain/http-util.js';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import { applyChanges, type Change, type ChangeRecorder } from './change-log.js';
@@ -176,14 +176,22 @@ export class UnitHa implements CommitReplication {
     const read = await readBody(request, 256 * 1024 * 1024);
     if (!read.ok) return sendError(response, read.error);
     if (this.role !== 'standby') return sendError(response, new ApiError('NOT_STANDBY', `this copy is ${this.role}`, null));
-    const body = JSON.parse(read.body.toString('utf8')) as { epoch: number; clockOffsetMs: number; commits: ReplicatedCommit[] };
+    const body = parseReplicateBody(read.body);
+    if (body instanceof ApiError) return sendError(response, body);
     if (body.epoch < this.epoch) return sendError(response, new ApiError('STALE_EPOCH', `epoch ${body.epoch} is older than ${this.epoch}`, 'epoch'));
     const first = body.commits[0];
     if (first !== undefined && first.seq > this.appliedSeq + 1) {
       return sendError(response, new ApiError('REPLICATION_GAP', `this copy has applied ${this.appliedSeq}; the next commit sent is ${first.seq}`, null));
     }
+    let appliedSeq: number;
+    try {
+      appliedSeq = this.applier()(body.commits);
+    } catch (error) {
+      // The transaction rolled back: nothing of the request was applied.
+      if (!isMalformedChange(error)) throw error;
+      return sendError(response, new ApiError('INVALID_FIELD', `a replicated change does not apply: ${String(error)}`, 'commits'));
+    }
     if (body.epoch > this.epoch) this.setEpoch(body.epoch);
-    const appliedSeq = this.applier()(body.commits);
     this.store.adoptClockOffsetMs(body.clockOffsetMs);
     sendJson(response, 200, { appliedSeq });
   }
@@ -224,6 +232,12 @@ export class UnitHa implements CommitReplication {
     const fd = openSync(temporary, 'r+');
     fsyncSync(fd);
     closeSync(fd);
+    const problem = snapshotProblem(temporary);
+    for (const suffix of ['-wal', '-shm']) rmSync(temporary + suffix, { force: true });
+    if (problem !== null) {
+      rmSync(temporary, { force: true });
+      return sendError(response, new ApiError('INVALID_FIELD', `the snapshot is not a unit store: ${problem}; the store is unchanged`, 'body'));
+    }
     await this.store.replaceStore(temporary);
     this.onStoreReplaced();
     this.setEpoch(Math.max(epoch, this.epoch));
@@ -234,7 +248,8 @@ export class UnitHa implements CommitReplication {
   private async changeRole(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const read = await readBody(request, 4096);
     if (!read.ok) return sendError(response, read.error);
-    const body = JSON.parse(read.body.toString('utf8')) as { role?: string; epoch?: number; peerUrl?: string | null; force?: boolean };
+    const body = parseRoleBody(read.body);
+    if (body instanceof ApiError) return sendError(response, body);
     const epoch = body.epoch;
     if (this.role === 'solo') return sendError(response, new ApiError('NOT_STANDBY', 'this unit runs without an HA pair', null));
     if (body.force === true && body.role === 'standby' && typeof epoch === 'number' && epoch >= this.epoch) return this.fence(response, epoch);
@@ -307,4 +322,98 @@ export class UnitHa implements CommitReplication {
 export function swapStoreFile(storePath: string, incoming: string): void {
   for (const suffix of ['-wal', '-shm']) rmSync(storePath + suffix, { force: true });
   renameSync(incoming, storePath);
+}
+
+interface RoleBody {
+  role: 'primary' | 'standby';
+  epoch: number;
+  peerUrl?: string | null;
+  force?: boolean;
+}
+
+/** The body of POST /ha/role, checked: {role, epoch, peerUrl?, force?}. */
+function parseRoleBody(raw: Buffer): RoleBody | ApiError {
+  const body = parseJsonObject(raw);
+  if (body instanceof ApiError) return body;
+  for (const key of Object.keys(body)) {
+    if (!['role', 'epoch', 'peerUrl', 'force'].includes(key)) return new ApiError('UNKNOWN_FIELD', `unknown field ${key}`, key);
+  }
+  if (body['role'] !== 'primary' && body['role'] !== 'standby') return new ApiError('INVALID_FIELD', 'role is primary or standby', 'role');
+  if (!isCount(body['epoch'])) return new ApiError('INVALID_FIELD', 'epoch is a non-negative integer', 'epoch');
+  const peerUrl = body['peerUrl'];
+  if (peerUrl !== undefined && peerUrl !== null && (typeof peerUrl !== 'string' || !/^https?:\/\/[^\s]+$/.test(peerUrl))) {
+    return new ApiError('INVALID_FIELD', 'peerUrl is the other copy\'s http URL, or null', 'peerUrl');
+  }
+  if (body['force'] !== undefined && typeof body['force'] !== 'boolean') return new ApiError('INVALID_FIELD', 'force is true or false', 'force');
+  return body as unknown as RoleBody;
+}
+
+interface ReplicateBody {
+  epoch: number;
+  clockOffsetMs: number;
+  commits: ReplicatedCommit[];
+}
+
+/**
+ * The body of POST /ha/replicate, checked down to the shape of each change: commits
+ * numbered one after another, each with its epoch and its recorded writes. Whether a
+ * write names a known statement with values it accepts is found by applying it
+ * (isMalformedChange), in the one transaction that then rolls back.
+ */
+function parseReplicateBody(raw: Buffer): ReplicateBody | ApiError {
+  const body = parseJsonObject(raw);
+  if (body instanceof ApiError) return body;
+  if (!isCount(body['epoch'])) return new ApiError('INVALID_FIELD', 'epoch is a non-negative integer', 'epoch');
+  const offset = body['clockOffsetMs'];
+  if (!isCount(offset) || offset > limits.clockOffsetMsMax) return new ApiError('INVALID_FIELD', `clockOffsetMs is an integer 0..${limits.clockOffsetMsMax}`, 'clockOffsetMs');
+  const commits = body['commits'];
+  if (!Array.isArray(commits)) return new ApiError('INVALID_FIELD', 'commits is an array', 'commits');
+  for (let i = 0; i < commits.length; i++) {
+    const commit = commits[i] as Partial<ReplicatedCommit> | null;
+    const field = `commits[${i}]`;
+    if (typeof commit !== 'object' || commit === null || !isCount(commit.seq) || commit.seq < 1 || !isCount(commit.epoch)) {
+      return new ApiError('INVALID_FIELD', 'a commit is {seq, epoch, changes}, seq and epoch integers', field);
+    }
+    if (i > 0 && commit.seq !== (commits[i - 1] as ReplicatedCommit).seq + 1) return new ApiError('INVALID_FIELD', 'commits are numbered one after another', `${field}.seq`);
+    if (!Array.isArray(commit.changes) || !commit.changes.every((change) => Array.isArray(change) && typeof change[0] === 'string')) {
+      return new ApiError('INVALID_FIELD', 'changes is an array of [statement, ...values]', `${field}.changes`);
+    }
+  }
+  return body as unknown as ReplicateBody;
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** An error that applying a replicated change raises because of what was sent, not of the store. */
+function isMalformedChange(error: unknown): boolean {
+  if (error instanceof RangeError || error instanceof TypeError) return true;
+  if (error instanceof Error && error.message.startsWith('unknown replicated statement')) return true;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH');
+}
+
+/** The tables every unit store has, whatever the version that wrote it. */
+const storeTables = ['meta', 'accounts', 'cards', 'holds', 'journal'];
+
+/**
+ * Why the file a snapshot request delivered cannot replace the store, or null: it
+ * must be an SQLite database that passes quick_check and holds the unit's tables
+ * (an empty body would otherwise install an empty store, junk one that never opens).
+ */
+function snapshotProblem(path: string): string | null {
+  let db: Database.Database | null = null;
+  try {
+    db = new Database(path, { fileMustExist: true });
+    const check = db.pragma('quick_check', { simple: true });
+    if (check !== 'ok') return `quick_check says ${String(check).slice(0, 200)}`;
+    const tables = new Set(db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all() as string[]);
+    const missing = storeTables.filter((table) => !tables.has(table));
+    return missing.length === 0 ? null : `no table ${missing.join(', ')}`;
+  } catch (error) {
+    return String(error);
+  } finally {
+    db?.close();
+  }
 }

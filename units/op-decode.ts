@@ -1,7 +1,9 @@
 import { cardStatuses } from '../domain/authorize-rules.js';
 import { ApiError } from '../domain/errors.js';
 import { limits } from '../domain/limits.js';
-import { isCurrency } from '../domain/money.js';
+import { cardNumberPattern, countryPattern, cvvPattern, expiryPattern, mccPattern, merchantIdPattern } from '../domain/field-patterns.js';
+import { isBillingCurrency, isCurrency } from '../domain/money.js';
+import { isAccountId } from '../domain/pan.js';
 import { channels, transactionTypes } from '../domain/products.js';
 import type { UnitOp } from '../domain/protocol.js';
 
@@ -36,6 +38,28 @@ const isMoney = (value: unknown): boolean => {
     && (money.value as number) <= limits.amountMinorMax && isCurrency(money.currency);
 };
 const isKey = (value: unknown): boolean => value === null || isString(value);
+const matches = (value: unknown, pattern: RegExp): boolean => typeof value === 'string' && pattern.test(value);
+const isAccount = (value: unknown): boolean => typeof value === 'string' && isAccountId(value);
+const isMerchant = (value: unknown): boolean => {
+  const merchant = value as Record<string, unknown> | null;
+  return typeof merchant === 'object' && merchant !== null && matches(merchant['id'], merchantIdPattern)
+    && matches(merchant['mcc'], mccPattern) && matches(merchant['country'], countryPattern);
+};
+const isCreditLimit = (value: unknown): boolean => {
+  const money = value as { value?: unknown; currency?: unknown } | null;
+  return typeof money === 'object' && money !== null && Number.isSafeInteger(money.value) && (money.value as number) > 0
+    && (money.value as number) <= limits.creditLimitMinorMax && isBillingCurrency(money.currency);
+};
+/** The answer a stand-in approval gave the channel: one JSON object, which the unit stores as one line. */
+const isAnswer = (value: unknown): boolean => {
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\n')) return false;
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
+  } catch {
+    return false;
+  }
+};
 const isRelease = (value: unknown): boolean => {
   const release = value as { authorizationId?: unknown; minor?: unknown } | null;
   return typeof release === 'object' && release !== null && isString(release.authorizationId)
@@ -49,14 +73,13 @@ function checkOp(value: unknown): string | null {
   if (op['version'] !== undefined && op['version'] !== 'stable' && op['version'] !== 'gray') return 'version';
   switch (op['op']) {
     case 'authorize': {
-      const merchant = op['merchant'] as Record<string, unknown> | null;
       if (!isString(op['idempotencyKey'])) return 'idempotencyKey';
-      if (!isString(op['pan']) || !isString(op['expiry'])) return 'card';
-      if (op['cvv'] !== null && !isString(op['cvv'])) return 'cvv';
+      if (!matches(op['pan'], cardNumberPattern) || !matches(op['expiry'], expiryPattern)) return 'card';
+      if (op['cvv'] !== null && !matches(op['cvv'], cvvPattern)) return 'cvv';
       if (!isMoney(op['amount'])) return 'amount';
       if (!(transactionTypes as readonly unknown[]).includes(op['type'])) return 'type';
       if (!(channels as readonly unknown[]).includes(op['channel'])) return 'channel';
-      if (typeof merchant !== 'object' || merchant === null || !isString(merchant['id']) || !isString(merchant['mcc']) || !isString(merchant['country'])) return 'merchant';
+      if (!isMerchant(op['merchant'])) return 'merchant';
       return typeof op['partialAllowed'] === 'boolean' ? null : 'partialAllowed';
     }
     case 'reverse':
@@ -68,10 +91,11 @@ function checkOp(value: unknown): string | null {
       if (!isString(op['authorizationId'])) return 'authorizationId';
       return isMoney(op['amount']) ? null : 'amount';
     case 'openAccount':
-      if (!isString(op['accountId']) || !isString(op['product'])) return 'accountId';
-      return isMoney(op['creditLimit']) ? null : 'creditLimit';
+      if (!isAccount(op['accountId'])) return 'accountId';
+      if (!isString(op['product'])) return 'product';
+      return isCreditLimit(op['creditLimit']) ? null : 'creditLimit';
     case 'addCard':
-      return isString(op['accountId']) ? null : 'accountId';
+      return isAccount(op['accountId']) ? null : 'accountId';
     case 'settle':
       if (!isString(op['idempotencyKey'])) return 'idempotencyKey';
       if (!isString(op['accountId'])) return 'accountId';
@@ -84,16 +108,15 @@ function checkOp(value: unknown): string | null {
       if (!isMoney(op['amount'])) return 'amount';
       if (!(transactionTypes as readonly unknown[]).includes(op['type'])) return 'type';
       if (!(channels as readonly unknown[]).includes(op['channel'])) return 'channel';
-      const merchant = op['merchant'] as Record<string, unknown> | null;
-      if (typeof merchant !== 'object' || merchant === null || !isString(merchant['id']) || !isString(merchant['mcc']) || !isString(merchant['country'])) return 'merchant';
+      if (!isMerchant(op['merchant'])) return 'merchant';
       if (op['cvvHashHex'] !== null && (typeof op['cvvHashHex'] !== 'string' || !/^[0-9a-f]{32}$/.test(op['cvvHashHex']))) return 'cvvHashHex';
-      if (!isString(op['expiry'])) return 'expiry';
+      if (!matches(op['expiry'], expiryPattern)) return 'expiry';
       if (typeof op['partialAllowed'] !== 'boolean') return 'partialAllowed';
       if (!Number.isSafeInteger(op['atMs'])) return 'atMs';
-      return isString(op['answer']) ? null : 'answer';
+      return isAnswer(op['answer']) ? null : 'answer';
     }
     case 'setCardStatus':
-      if (!isString(op['pan'])) return 'pan';
+      if (!matches(op['pan'], cardNumberPattern)) return 'pan';
       return (cardStatuses as readonly unknown[]).includes(op['status']) ? null : 'status';
     default:
       return 'op';

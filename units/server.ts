@@ -5,7 +5,7 @@ import { openToBuyMinor } from '../domain/authorize-rules.js';
 import type { CardKeys } from '../domain/card-protect.js';
 import { OffsetClock } from '../domain/clock.js';
 import { ApiError, errorCodes, type ApiErrorBody } from '../domain/errors.js';
-import { readBody, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
+import { answerClientErrorsAsJson, decodeSegment, readBody, sendError, sendJson, sendJsonText } from '../domain/http-util.js';
 import { assert, limits } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import type { Version } from '../domain/gray.js';
@@ -85,6 +85,7 @@ export class UnitServer {
     this.openStore();
     this.ha.reconcileSoloWrites();
     this.server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => this.route(request, response));
+    answerClientErrorsAsJson(this.server);
     this.wire = attachWire(this.server, (text, answer) => this.applyBatch(text, 'normal', answer), options.log, options.unitId);
     this.sweepTimer = setInterval(() => this.committer.tick(), sweepIntervalMs);
     this.sweepTimer.unref();
@@ -175,11 +176,11 @@ export class UnitServer {
   private route(request: IncomingMessage, response: ServerResponse): void {
     const url = request.url ?? '/';
     if (request.method === 'POST' && (url === '/v1/batch' || url.startsWith('/v1/batch?'))) {
-      void this.batch(request, response, url);
+      this.guard(this.batch(request, response, url), response);
     } else if (url.startsWith('/ha/')) {
-      void this.ha.handle(request, response, url.split('?')[0] ?? url);
+      this.guard(this.ha.handle(request, response, url.split('?')[0] ?? url), response);
     } else if (request.method === 'GET' && url.startsWith('/v1/accounts/')) {
-      this.account(decodeURIComponent(url.slice('/v1/accounts/'.length)), response);
+      this.account(decodeSegment(url.slice('/v1/accounts/'.length)), response);
     } else if (request.method === 'GET' && url.startsWith('/v1/journal')) {
       this.journal(new URL(url, 'http://unit').searchParams, response);
     } else if (request.method === 'GET' && url === '/v1/totals') {
@@ -188,18 +189,32 @@ export class UnitServer {
       const { unitId, role, release } = this.options;
       sendJson(response, 200, { status: 'ok', unit: unitId, role, release, ha: this.ha.role, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
     } else if (request.method === 'GET' && url === '/metrics') {
-      void this.sendMetrics(response);
+      this.guard(this.sendMetrics(response), response);
     } else if (request.method === 'POST' && url === '/admin/fault') {
-      void this.setFault(request, response);
+      this.guard(this.setFault(request, response), response);
     } else if (request.method === 'POST' && url === '/admin/clock') {
       if (!this.ha.acceptsWrites) {
         request.resume();
         return sendError(response, new ApiError('NOT_PRIMARY', 'move the clock on the primary; it reaches the standby with the commits', null));
       }
-      void this.setClock(request, response);
+      this.guard(this.setClock(request, response), response);
     } else {
+      request.resume();
       sendError(response, new ApiError('NOT_FOUND', `no route ${request.method} ${url}`, null));
     }
+  }
+
+  /**
+   * The safety net of the asynchronous routes: a handler that throws is a bug (its
+   * input checks should have answered 4xx), so it is logged and answered 500, and
+   * the unit goes on serving. Left alone, the rejection would end the process.
+   */
+  private guard(handling: Promise<void>, response: ServerResponse): void {
+    handling.catch((error: unknown) => {
+      this.options.log.error('request handler failed', { unit: this.options.unitId, error: String(error) });
+      if (response.headersSent) response.destroy();
+      else sendError(response, new ApiError('INTERNAL', 'the unit failed to handle the request', null));
+    });
   }
 
   /**
@@ -234,9 +249,10 @@ export class UnitServer {
     else this.committer.submit(job);
   }
 
-  private account(accountId: string, response: ServerResponse): void {
-    const row = this.readAccount.get(accountId) as { account_id: string; currency: 'CNY'; credit_limit: number; posted_balance: number; open_holds: number } | undefined;
-    if (row === undefined) return sendError(response, new ApiError('ACCOUNT_NOT_FOUND', `no account ${accountId}`, 'accountId'));
+  private account(accountId: string | null, response: ServerResponse): void {
+    const row = accountId === null ? undefined
+      : this.readAccount.get(accountId) as { account_id: string; currency: 'CNY'; credit_limit: number; posted_balance: number; open_holds: number } | undefined;
+    if (row === undefined) return sendError(response, new ApiError('ACCOUNT_NOT_FOUND', `no account ${accountId ?? 'with this id'}`, 'accountId'));
     const money = (value: number) => ({ value, currency: row.currency });
     const available = openToBuyMinor({ currency: row.currency, creditLimitMinor: row.credit_limit, postedBalanceMinor: row.posted_balance, openHoldsMinor: row.open_holds });
     sendJson(response, 200, {
@@ -318,6 +334,12 @@ export class UnitServer {
     const advanceMs = await readIntegerField(request, 'advanceMs', 0, Number.MAX_SAFE_INTEGER, 'advanceMs is a non-negative integer (the clock only moves forward)');
     if (advanceMs instanceof ApiError) return sendError(response, advanceMs);
     this.followStoredClock();
+    // The simulated clock stays within limits.clockOffsetMsMax of the real one: past
+    // the range of a Date, every authorization's calendar would throw and fail its commit.
+    const roomMs = limits.clockOffsetMsMax - this.clock.offsetMs;
+    if (advanceMs > roomMs) {
+      return sendError(response, new ApiError('INVALID_FIELD', `advanceMs is at most ${roomMs}: the clock runs at most ${limits.clockOffsetMsMax} ms ahead`, 'advanceMs'));
+    }
     this.clock.offsetMs += advanceMs;
     const { writer } = this.databases;
     withLockWait(writer, () => writer.prepare("INSERT INTO meta (key, value) VALUES ('clockOffsetMs', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(this.clock.offsetMs)));
