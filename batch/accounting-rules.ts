@@ -63,6 +63,11 @@ export function dayOfMonth(date: string): number {
 
 export const isoDatePattern = /^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$/;
 
+/** A date that exists (2026-02-29 and 2026-04-31 match the pattern but are not on the calendar). */
+export function isBusinessDate(text: unknown): text is string {
+  return typeof text === 'string' && isoDatePattern.test(text) && new Date(`${text}T00:00:00Z`).toISOString().slice(0, 10) === text;
+}
+
 // Ledger accounts. Each customer account is a receivable; money flows between it
 // and the card network (settlement), the bank's cash (payments) and income.
 export const ledgerAccounts = {

@@ -10,7 +10,7 @@ import { calendarOf } from '../domain/authorize-rules.js';
 import { createWorkload, loadCards, runPhase } from '../loadtest/index.js';
 import type { PhaseResult, SecondBucket } from '../loadtest/run-result.js';
 import { PhaseCollector } from '../loadtest/phase-collector.js';
-import { benchNodeArgs, cpuSeconds, machine, median, spinScript } from '../loadtest/bench-lib.js';
+import { benchFailed, benchNodeArgs, cpuSeconds, machine, median, spinScript, wholeNumberOptions } from '../loadtest/bench-lib.js';
 import { addDays } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
 import { latencyBySteps, unitsFinishedAtSeconds } from './timeline.js';
@@ -69,6 +69,9 @@ async function main(): Promise<void> {
     process.stdout.write(help + '\n');
     return;
   }
+  const numbers = wholeNumberOptions(values, {
+    accounts: [1_000, 100_000_000], threads: [1, 64], partitions: [1, 256], rate: [1, 100_000], 'load-seconds': [1, 600],
+  });
   const log = (text: string): void => { if (values.json !== true) process.stderr.write(text + '\n'); };
   const root = mkdtempSync(join(tmpdir(), 'dsu-bench-batch-'));
   let separateLedgers: string | null = null;
@@ -77,7 +80,7 @@ async function main(): Promise<void> {
     const today = calendarOf(Date.now(), cluster.topology.businessDayUtcOffsetMinutes).day;
     const days = [addDays(today, -2), addDays(today, -1)];
     stage = 'writing the fixture';
-    const fixtures = await writeClusterFixtures(cluster, Number(values.accounts), days);
+    const fixtures = await writeClusterFixtures(cluster, numbers.accounts, days);
     const entries = fixtures.reduce((sum, f) => sum + f.journalEntries, 0);
     const accounts = fixtures.reduce((sum, f) => sum + f.accounts, 0);
     log(`fixture: ${accounts} accounts, ${entries} journal entries in ${Math.max(...fixtures.map((f) => f.seconds)).toFixed(1)} s`);
@@ -86,18 +89,18 @@ async function main(): Promise<void> {
     stage = 'the measured end of day';
     const batchRoot = values['batch-dir'] !== undefined ? mkdtempSync(join(values['batch-dir'], 'dsu-ledgers-')) : join(root, 'batch');
     separateLedgers = values['batch-dir'] !== undefined ? batchRoot : null;
-    const base = { topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, partitions: Number(values.partitions) };
+    const base = { topology: cluster.topology, topologyPath: cluster.topologyPath, batchRoot, partitions: numbers.partitions };
     // Measured alone: the whole machine is the batch window's, postings at full pressure.
-    const eod = await runEndOfDay({ ...base, date: days[1] as string, threads: Number(values.threads), pressure: 'full', niceness: 0 });
+    const eod = await runEndOfDay({ ...base, date: days[1] as string, threads: numbers.threads, pressure: 'full', niceness: 0 });
     log(`end of day ${eod.date}: ${eod.seconds.toFixed(1)} s, ${eod.mismatches} mismatches`);
     const result: Record<string, unknown> = {
       accounts, entries, seconds: Math.round(eod.seconds * 10) / 10, accountsPerSecond: Math.round(accounts / eod.seconds),
       mismatches: eod.mismatches, taskSeconds: eod.taskSeconds, unitsFinishedAtSeconds: unitsFinishedAtSeconds(eod.timeline),
-      threads: Number(values.threads), partitions: Number(values.partitions),
+      threads: numbers.threads, partitions: numbers.partitions,
       ledgerEntries: eod.units.reduce((sum, unit) => sum + unit.ledger.entries, 0), machine: machine(),
     };
     stage = 'the isolation runs';
-    if (values['skip-isolation'] !== true) Object.assign(result, await isolation(cluster, root, { ...base, date: today }, Number(values.rate), Number(values['load-seconds']), log));
+    if (values['skip-isolation'] !== true) Object.assign(result, await isolation(cluster, root, { ...base, date: today }, numbers.rate, numbers['load-seconds'], log));
     process.stdout.write(values.json === true ? JSON.stringify(result) + '\n' : `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await cluster.close();
@@ -178,7 +181,8 @@ async function isolation(cluster: Cluster, root: string, eodOptions: Omit<Parame
   // minutes: the three runs before the batch differ from each other by up to five
   // times on this machine (BENCHMARKS.md), more than any batch effect measured.
   const batchDone = new AbortController();
-  const batch = runCli(['eod', '--date', eodOptions.date, '--topology', eodOptions.topologyPath, '--batch-dir', eodOptions.batchRoot, '--threads', '1', '--idle', '--json']);
+  // Today's end of day, beside today's live traffic: the day is still open (--open-day).
+  const batch = runCli(['eod', '--date', eodOptions.date, '--topology', eodOptions.topologyPath, '--batch-dir', eodOptions.batchRoot, '--threads', '1', '--idle', '--open-day', '--json']);
   const batchRun = batch.result.finally(() => batchDone.abort());
   const duringStartMs = Date.now();
   const during = merged();
@@ -298,7 +302,4 @@ function runCli(args: string[]): { child: ChildProcess; result: Promise<Pick<End
   return { child, result };
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`bench:batch failed during ${stage}: ${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+main().catch((error: unknown) => benchFailed('bench:batch', error, ` during ${stage}`));

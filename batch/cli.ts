@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { repoRoot } from '../deploy/cluster.js';
 import { calendarOf } from '../domain/authorize-rules.js';
 import { loadTopology } from '../domain/topology.js';
-import { addDays, isoDatePattern } from './accounting-rules.js';
+import { addDays, isBusinessDate } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay, type EndOfDayResult } from './end-of-day.js';
 import { pieceAccountsDefault } from './eod-steps.js';
 import { sendPressures } from './send-postings.js';
@@ -18,8 +18,9 @@ statements and reconciliation, with its own ledger store per unit. It reads each
 unit's journal through the unit's feed and sends postings back to the unit.
 
 Commands:
-  eod --date YYYY-MM-DD   run end of day for one business date (restartable: run it
-                          again after a crash and it resumes; nothing posts twice)
+  eod --date YYYY-MM-DD   run end of day for one business date that has ended by the
+                          units' clock (restartable: run it again after a crash and it
+                          resumes; nothing posts twice)
   schedule                follow the simulated clock of the units and run end of day
                           for every business day that ends (Ctrl-C to stop)
 
@@ -41,6 +42,9 @@ Options:
                     ${sendPressures.bounded.markRows}, with --window ${sendPressures.full.markRows}); a crash resends the unmarked
                     ones, which the unit answers from their idempotency keys
   --poll-seconds S  schedule: how often to read the clock (default 5)
+  --open-day        eod: allow the units' current business day, before it ends (the
+                    benchmarks put a batch beside live traffic this way); approvals
+                    made after the run are never presented
   --json            print the result as one JSON object
   --help            this text`;
 
@@ -78,6 +82,12 @@ function becomeIdle(): void {
   else if (io.status !== 0) process.stderr.write('ionice is not available: --idle leaves the I/O class as it is\n');
 }
 
+function wholeNumber(text: string, flag: string): number {
+  const value = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < 1) throw new Error(`${flag} must be a whole number of at least 1`);
+  return value;
+}
+
 async function unitDay(unitUrl: string, utcOffsetMinutes: number): Promise<string> {
   const response = await request(`${unitUrl}/healthz`);
   const body = (await response.body.json()) as { nowMs: number };
@@ -92,7 +102,7 @@ async function main(): Promise<void> {
       partitions: { type: 'string', default: String(partitionsDefault) }, 'poll-seconds': { type: 'string', default: '5' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false }, window: { type: 'boolean', default: false },
       idle: { type: 'boolean', default: false }, 'piece-accounts': { type: 'string', default: String(pieceAccountsDefault) },
-      'mark-rows': { type: 'string' },
+      'mark-rows': { type: 'string' }, 'open-day': { type: 'boolean', default: false },
     },
   });
   const command = positionals[0];
@@ -105,8 +115,8 @@ async function main(): Promise<void> {
   const topologyPath = values.topology ?? (existsSync(generated) ? generated : join(repoRoot, 'deploy/topology.json'));
   const topology = loadTopology(topologyPath);
   const batchRoot = values['batch-dir'] ?? join(repoRoot, 'deploy/data/batch');
-  const threads = Number(values.threads);
-  const partitions = Number(values.partitions);
+  const threads = wholeNumber(values.threads, '--threads');
+  const partitions = wholeNumber(values.partitions, '--partitions');
   const pieceAccounts = Number(values['piece-accounts']);
   if (!Number.isInteger(pieceAccounts) || pieceAccounts < 1) throw new Error('--piece-accounts must be a whole number of at least 1');
   const markRows = values['mark-rows'] === undefined ? undefined : Number(values['mark-rows']);
@@ -123,14 +133,24 @@ async function main(): Promise<void> {
     if (!values.json) process.stderr.write(`\r${done}/${total} ${what}`.padEnd(60));
   };
   if (command === 'eod') {
-    if (values.date === undefined || !isoDatePattern.test(values.date)) throw new Error('eod needs --date YYYY-MM-DD');
+    if (values.date === undefined || !isBusinessDate(values.date)) throw new Error('eod needs --date YYYY-MM-DD, a date of the calendar');
+    const firstUnit = topology.file.units[0];
+    if (firstUnit === undefined) throw new Error('the topology has no units');
+    const today = await unitDay(firstUnit.url, topology.file.businessDayUtcOffsetMinutes);
+    if (values.date >= today && values['open-day'] !== true) {
+      throw new Error(`the business day ${values.date} has not ended by the units' clock (today is ${today}); end of day runs for ${addDays(today, -1)} or before (--open-day to run it anyway)`);
+    }
     const result = await runEndOfDay({ ...base, date: values.date, onProgress: progress });
     if (!values.json) process.stderr.write('\n');
     printResult(result, values.json === true);
     process.exitCode = result.mismatches === 0 ? 0 : 3;
     return;
   }
-  if (command === 'schedule') return schedule(base, Number(values['poll-seconds']), values.json === true);
+  if (command === 'schedule') {
+    const pollSeconds = Number(values['poll-seconds']);
+    if (!Number.isFinite(pollSeconds) || pollSeconds <= 0 || pollSeconds > 3_600) throw new Error('--poll-seconds must be a number of seconds, more than 0 and at most 3600');
+    return schedule(base, pollSeconds, values.json === true);
+  }
   throw new Error(`unknown command "${command}" (eod, schedule)`);
 }
 

@@ -7,6 +7,7 @@ import { isoDatePattern } from './accounting-rules.js';
 import { stepNames } from './eod-steps.js';
 import { ledgerPath } from './ledger-store.js';
 import type { Reconciliation } from './reconcile.js';
+import { lockBatchRoot } from './run-lock.js';
 import type { SendPressure } from './send-postings.js';
 import type { BatchTask } from './worker.js';
 
@@ -61,6 +62,15 @@ export async function runEndOfDay(options: EndOfDayOptions): Promise<EndOfDayRes
   assert(isoDatePattern.test(options.date), 'the business date is YYYY-MM-DD');
   assert(Number.isInteger(options.threads) && options.threads >= 1, 'threads >= 1');
   assert(Number.isInteger(options.partitions) && options.partitions >= 1, 'partitions >= 1');
+  const release = lockBatchRoot(options.batchRoot);
+  try {
+    return await runLocked(options);
+  } finally {
+    release();
+  }
+}
+
+async function runLocked(options: EndOfDayOptions): Promise<EndOfDayResult> {
   const started = performance.now();
   const pool = new Piscina<BatchTask, unknown>({
     filename: join(repoRoot, 'dist/batch/worker.js'), minThreads: options.threads, maxThreads: options.threads, idleTimeout: 1_000,

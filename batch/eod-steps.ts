@@ -363,6 +363,8 @@ function accrue({ db, date, partition, products }: StepContext): number {
     if (accruedUnits === 0 && !pastDue && !cycleEnds) continue;
     const account = read.get(partition, accountId) as AccountRow;
     account.accrued_units += accruedUnits;
+    // Exact by the bounds of limits (creditLimitMinorMax, aprBpsMax): a cycle's units stay below 2^53.
+    assert(Number.isSafeInteger(account.accrued_units), 'accrued interest units stay exact');
     let postMinor = 0;
     if (pastDue) postMinor += settleDueDate(poster, account, product);
     if (cycleEnds) {
@@ -377,7 +379,8 @@ function accrue({ db, date, partition, products }: StepContext): number {
 
 function settleDueDate(poster: Poster, account: AccountRow, product: Product): number {
   let postedMinor = 0;
-  if (account.paid_since_statement < account.minimum_due) {
+  // A product may charge no late fee (lateFeeMinor 0): then there is no posting to make.
+  if (account.paid_since_statement < account.minimum_due && product.lateFeeMinor > 0) {
     poster.entry(`late:${account.account_id}:${account.statement_date}`, account, 'fee', product.lateFeeMinor);
     account.fee_minor += product.lateFeeMinor;
     postedMinor = product.lateFeeMinor;

@@ -47,8 +47,11 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
   checkPartitionCount(db, options.partitions);
   const statements = prepare(db);
   const apply = db.transaction((entries: FeedEntry[]) => {
-    for (const entry of entries) applyEntry(statements, entry, options);
-    writeMeta(db, 'feedCursor', String(entries[entries.length - 1]?.[0] ?? 0));
+    // The cursor again, inside the transaction: a page another run applied since it
+    // was read is not applied twice (hold changes add up; they are not idempotent).
+    const cursor = Number(readMeta(db, 'feedCursor') ?? '0');
+    for (const entry of entries) if (entry[0] > cursor) applyEntry(statements, entry, options);
+    writeMeta(db, 'feedCursor', String(Math.max(cursor, entries[entries.length - 1]?.[0] ?? 0)));
   });
   let applied = 0;
   for (;;) {
@@ -56,7 +59,7 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
     const page = await withRetry(`feed of ${options.unitUrl}`, () => fetchPage(options.unitUrl, after, options.pageEntries ?? limits.journalPageEntriesMax));
     if (page.length === 0) return applied;
     assert((page[0] as FeedEntry)[0] > after, 'the feed answers entries after the cursor');
-    apply(page);
+    apply.immediate(page);
     applied += page.length;
   }
 }

@@ -4,7 +4,7 @@ import { repoRoot } from '../deploy/cluster.js';
 import { calendarOf } from '../domain/authorize-rules.js';
 import { loadTopology } from '../domain/topology.js';
 import { registerHookAction } from '../loadtest/hooks.js';
-import { addDays, isoDatePattern } from './accounting-rules.js';
+import { addDays, isBusinessDate } from './accounting-rules.js';
 import { partitionsDefault, runEndOfDay } from './end-of-day.js';
 
 // Load-test hook "batch-start": runs end of day while the load goes on, so the
@@ -14,7 +14,7 @@ import { partitionsDefault, runEndOfDay } from './end-of-day.js';
 registerHookAction('batch-start', {
   description: 'run end of day in the load tester: args {date? (default yesterday by the bank clock), topology?, batchDir?, threads? (1)}',
   validateArgs: (args) => {
-    if (args['date'] !== undefined && (typeof args['date'] !== 'string' || !isoDatePattern.test(args['date']))) return 'date is YYYY-MM-DD';
+    if (args['date'] !== undefined && !isBusinessDate(args['date'])) return 'date is YYYY-MM-DD, a date of the calendar';
     if (args['threads'] !== undefined && (!Number.isInteger(args['threads']) || (args['threads'] as number) < 1)) return 'threads is a positive integer';
     return null;
   },

@@ -6,8 +6,13 @@ export const limits = {
   requestBodyBytesMax: 16 * 1024,
   /** Largest amount in minor units that any request may carry (10^13 = 100 billion major units). */
   amountMinorMax: 10_000_000_000_000,
-  /** Largest credit limit an account may be opened with, in minor units. */
-  creditLimitMinorMax: 1_000_000_000_000,
+  /**
+   * Largest credit limit an account may be opened with, in minor units (10^10 = 100
+   * million major units). It bounds the balances interest accrues on: see assertLimits.
+   */
+  creditLimitMinorMax: 10_000_000_000,
+  /** Largest annual rate a product may charge, in basis points (100%). */
+  aprBpsMax: 10_000,
   /** Operations the gateway packs into one upstream batch to a unit. */
   batchOpsMax: 1024,
   /** Upstream batches in flight per unit; later requests wait and form the next batch. */
@@ -105,6 +110,10 @@ export function assertLimits(): void {
   // An upstream batch must fit into one group commit, or a batch could be split across transactions.
   assert(limits.batchOpsMax <= limits.groupCommitSizeMax, 'batchOpsMax <= groupCommitSizeMax');
   assert(limits.creditLimitMinorMax <= limits.amountMinorMax, 'creditLimitMinorMax <= amountMinorMax');
+  // Interest accrues in units of balance * aprBps a day, summed over a billing cycle
+  // (at most 31 days) before it is posted; with balances up to twice the largest
+  // credit limit the sum stays exact in a double.
+  assert(2 * limits.creditLimitMinorMax * limits.aprBpsMax * 31 < Number.MAX_SAFE_INTEGER, 'a cycle of accrued interest units stays exact');
   // A commit with live operations leaves them room; background work alone may take more, never a whole group commit.
   assert(limits.backgroundOpsPerCommit <= limits.backgroundOpsPerIdleCommit, 'backgroundOpsPerCommit <= backgroundOpsPerIdleCommit');
   assert(limits.backgroundOpsPerIdleCommit < limits.groupCommitSizeMax, 'backgroundOpsPerIdleCommit < groupCommitSizeMax');

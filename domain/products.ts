@@ -1,4 +1,4 @@
-import { assert } from './limits.js';
+import { assert, limits } from './limits.js';
 import { isDigits } from './pan.js';
 
 // Product parameters: every authorization rule and limit is data, loaded from the
@@ -77,6 +77,9 @@ function assertProduct(product: Product): void {
   assert(Number.isInteger(product.cardValidityMonths) && product.cardValidityMonths > 0, `${where}: validity`);
   for (const name of ['purchaseAprBps', 'cashAprBps', 'cashAdvanceFeeBps', 'lateFeeMinor', 'minimumPaymentBps', 'minimumPaymentMinor'] as const) {
     assert(Number.isSafeInteger(product[name]) && product[name] >= 0, `${where}: ${name} is a non-negative integer`);
+  }
+  for (const name of ['purchaseAprBps', 'cashAprBps'] as const) {
+    assert(product[name] <= limits.aprBpsMax, `${where}: ${name} is at most ${limits.aprBpsMax} (100% a year)`);
   }
   assert(Number.isInteger(product.paymentDueDays) && product.paymentDueDays > 0 && product.paymentDueDays < 28, `${where}: paymentDueDays 1..27`);
   for (const channel of product.cvvRequiredChannels) {

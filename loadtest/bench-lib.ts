@@ -129,3 +129,35 @@ export async function startLoadedCluster(accounts: number, units: number, seed: 
 export function machine(): Record<string, unknown> {
   return { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, kernel: release() };
 }
+
+/** A benchmark's command line that cannot run: said in one line, exit code 2, before any work. */
+export class BenchUsageError extends Error {}
+
+/**
+ * The named options as whole numbers within their bounds ([min, max]), or a
+ * BenchUsageError naming the first flag that is not: checked before a cluster or a
+ * fixture is built, so that a typo fails at once and not after minutes of setup.
+ */
+export function wholeNumberOptions<K extends string>(values: { readonly [name: string]: unknown }, bounds: Record<K, readonly [number, number]>): Record<K, number> {
+  const numbers = {} as Record<K, number>;
+  for (const name of Object.keys(bounds) as K[]) {
+    const given = values[name];
+    const text = typeof given === 'string' ? given : '';
+    const [min, max] = bounds[name];
+    const value = Number(text);
+    if (!/^[0-9]+$/.test(text) || value < min || value > max) throw new BenchUsageError(`--${name} must be a whole number in [${min}, ${max}], got "${text}"`);
+    numbers[name] = value;
+  }
+  return numbers;
+}
+
+/** The end of a benchmark that failed: one line and exit 2 for its command line, the stack and exit 1 otherwise. */
+export function benchFailed(name: string, error: unknown, during = ''): never {
+  const usage = error instanceof BenchUsageError || (typeof (error as { code?: unknown }).code === 'string' && (error as { code: string }).code.startsWith('ERR_PARSE_ARGS'));
+  if (usage) {
+    process.stderr.write(`${name}: ${(error as Error).message} (--help lists the options)\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`${name} failed${during}: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+}

@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { machine, measure, median, startLoadedCluster, type LoadedCluster, type Measured } from './bench-lib.js';
+import { benchFailed, machine, measure, median, startLoadedCluster, wholeNumberOptions, type LoadedCluster, type Measured } from './bench-lib.js';
 
 // Scale of the store: the same authorization benchmark against two clusters that
 // differ only in accounts per unit (default 10,000 and 2,000,000, the reference
@@ -36,8 +36,9 @@ async function main(): Promise<void> {
     process.stdout.write(help + '\n');
     return;
   }
-  const numbers = { small: Number(values.small), large: Number(values.large), connections: Number(values.connections), duration: Number(values.duration), rounds: Number(values.rounds), seed: Number(values.seed) };
-  for (const [name, value] of Object.entries(numbers)) if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer`);
+  const numbers = wholeNumberOptions(values, {
+    small: [1, 10_000_000], large: [1, 10_000_000], connections: [1, 10_000], duration: [1, 600], rounds: [1, 20], seed: [0, 2 ** 31],
+  });
   const quiet = values.json === true;
   const options = { connections: numbers.connections, durationSeconds: numbers.duration, rateDurationSeconds: numbers.duration, seed: numbers.seed };
   const clusters: LoadedCluster[] = [];
@@ -80,7 +81,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`bench:scale failed: ${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+main().catch((error: unknown) => benchFailed('bench:scale', error));

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stopProcess } from '../deploy/cluster.js';
-import { machine, measure, median, startLoadedCluster, startYardsticks, type Measured, type Target } from './bench-lib.js';
+import { benchFailed, machine, measure, median, startLoadedCluster, startYardsticks, wholeNumberOptions, type Measured, type Target } from './bench-lib.js';
 
 // The performance benchmark. One run starts its own cluster (gateway and 4
 // durable units), loads the accounts, starts the yardsticks (a naive forwarding
@@ -133,13 +133,13 @@ async function main(): Promise<void> {
     process.stdout.write(help + '\n');
     return;
   }
+  const numbers = wholeNumberOptions(values, {
+    accounts: [1, 10_000_000], connections: [1, 10_000], duration: [1, 600], rounds: [1, 20], 'rate-duration': [1, 600], seed: [0, 2 ** 31],
+  });
   const options: Options = {
-    accounts: Number(values.accounts), connections: Number(values.connections), durationSeconds: Number(values.duration),
-    rounds: Number(values.rounds), rateDurationSeconds: Number(values['rate-duration']), seed: Number(values.seed), json: values.json === true,
+    accounts: numbers.accounts, connections: numbers.connections, durationSeconds: numbers.duration,
+    rounds: numbers.rounds, rateDurationSeconds: numbers['rate-duration'], seed: numbers.seed, json: values.json === true,
   };
-  for (const [name, value] of Object.entries(options)) {
-    if (typeof value === 'number' && (!Number.isInteger(value) || value <= 0)) throw new Error(`--${name} must be a positive integer`);
-  }
   const result = await run(options);
   if (options.json) {
     process.stdout.write(JSON.stringify(result) + '\n');
@@ -160,7 +160,4 @@ async function main(): Promise<void> {
   for (const row of table) process.stdout.write(`${(row[0] as string).padEnd(12)} ${(row[1] as string).padStart(10)}   ${row[2]}\n`);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+main().catch((error: unknown) => benchFailed('bench', error));

@@ -40,6 +40,10 @@ export function applyScenarioOverrides(scenario: Scenario, overrides: ScenarioOv
     const factor = target / total;
     phases = phases.map((phase) => ({ ...phase, durationSeconds: Math.max(1, Math.round(phase.durationSeconds * factor)) }));
     fixTotal(phases, target);
+    const long = phases.find((phase) => phase.durationSeconds > loadtestLimits.phaseSecondsMax);
+    if (long !== undefined) {
+      throw new Error(`--duration ${target} makes a phase of scenario "${scenario.name}" last ${long.durationSeconds} s, over the ${loadtestLimits.phaseSecondsMax} s a phase may last`);
+    }
     hooks = hooks.map((hook) => ({ ...hook, atSecond: Math.min(target - 1, Math.floor(hook.atSecond * factor)) }));
   }
   return { ...scenario, phases, hooks };

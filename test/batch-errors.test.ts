@@ -1,10 +1,14 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { repoRoot } from '../deploy/cluster.js';
-import type { TopologyFile } from '../domain/topology.js';
+import { loadTopology, type TopologyFile } from '../domain/topology.js';
+import { isBusinessDate } from '../batch/accounting-rules.js';
+import { runStep } from '../batch/eod-steps.js';
+import { BatchBusyError, lockBatchRoot } from '../batch/run-lock.js';
 import { runEndOfDay } from '../batch/end-of-day.js';
 import { checkPartitionCount, ledgerPath, ledgerSchemaVersion, openLedger, readMeta, sentMinorKey } from '../batch/ledger-store.js';
 
@@ -89,4 +93,73 @@ it('refuses a run with another partition count than the ledger was split into, a
   checkPartitionCount(db, 4);
   expect(readMeta(db, 'partitions')).toBe('4');
   db.close();
+});
+
+it('knows the calendar: 2026-02-29 and 2026-04-31 are no business dates', () => {
+  for (const date of ['2026-02-28', '2028-02-29', '2026-04-30', '2026-12-31']) expect(isBusinessDate(date), date).toBe(true);
+  for (const date of ['2026-02-29', '2026-02-30', '2026-04-31', '2026-13-01', '2026-1-01', 20261201]) expect(isBusinessDate(date), String(date)).toBe(false);
+});
+
+it('posts no late fee for a product without one, and the accrue step goes on', () => {
+  const topology = loadTopology(join(repoRoot, 'deploy/topology.json'));
+  const classic = topology.products.get('classic')!;
+  const products = new Map([['classic', { ...classic, lateFeeMinor: 0 }]]);
+  const db = openLedger(join(root, 'fee', 'ledger.db'));
+  try {
+    // A statement of 50,000 due yesterday, of which nothing was paid.
+    db.prepare(`INSERT INTO accounts (partition, account_id, product, currency, cycle_day, opened_date, purchase_minor, statement_date, statement_closing,
+      minimum_due, due_date, paid_since_statement) VALUES (0, '62258800000001', 'classic', 'CNY', 28, '2026-10-01', 50000, '2026-11-01', 50000, 10000, '2026-11-21', 0)`).run();
+    expect(() => runStep('accrue', { db, date: '2026-11-22', partition: 0, products })).not.toThrow();
+    expect(db.prepare("SELECT count(*) FROM entries WHERE kind = 'fee'").pluck().get()).toBe(0);
+    const account = db.prepare('SELECT grace, fee_minor FROM accounts').get() as { grace: number; fee_minor: number };
+    // The missed due date still costs the grace period.
+    expect(account).toEqual({ grace: 0, fee_minor: 0 });
+    // With the product's fee, the same account is charged it.
+    const other = openLedger(join(root, 'fee2', 'ledger.db'));
+    try {
+      other.prepare(`INSERT INTO accounts (partition, account_id, product, currency, cycle_day, opened_date, purchase_minor, statement_date, statement_closing,
+        minimum_due, due_date, paid_since_statement) VALUES (0, '62258800000001', 'classic', 'CNY', 28, '2026-10-01', 50000, '2026-11-01', 50000, 10000, '2026-11-21', 0)`).run();
+      runStep('accrue', { db: other, date: '2026-11-22', partition: 0, products: topology.products });
+      expect(other.prepare("SELECT amount_minor FROM entries WHERE kind = 'fee'").pluck().all()).toEqual([classic.lateFeeMinor]);
+    } finally {
+      other.close();
+    }
+  } finally {
+    db.close();
+  }
+});
+
+it('lets one end of day at a time hold a folder of ledgers, and takes over the lock of a run that died', () => {
+  const release = lockBatchRoot(root);
+  expect(readFileSync(join(root, 'run.lock'), 'utf8')).toBe(String(process.pid));
+  expect(() => lockBatchRoot(root)).toThrow(BatchBusyError);
+  release();
+  // Held by a live process of someone else: refused, naming it.
+  writeFileSync(join(root, 'run.lock'), String(process.ppid));
+  expect(() => lockBatchRoot(root)).toThrow(new RegExp(`pid ${process.ppid}`));
+  // Left by a process that is gone: taken over.
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  writeFileSync(join(root, 'run.lock'), dead.stdout);
+  const again = lockBatchRoot(root);
+  expect(readFileSync(join(root, 'run.lock'), 'utf8')).toBe(String(process.pid));
+  again();
+  expect(existsSync(join(root, 'run.lock'))).toBe(false);
+});
+
+it('refuses command-line input it cannot run with one line and a non-zero exit, before any work', () => {
+  const cli = (args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), ...args, '--batch-dir', root], { encoding: 'utf8', timeout: 20_000 });
+  const cases: Array<[string[], RegExp]> = [
+    [['eod', '--date', '2026-02-30'], /a date of the calendar/],
+    [['eod', '--date', '2026-11-21', '--threads', '0'], /--threads must be a whole number/],
+    [['eod', '--date', '2026-11-21', '--partitions', 'x'], /--partitions must be a whole number/],
+    [['schedule', '--poll-seconds', '0'], /--poll-seconds must be/],
+    [['schedule', '--poll-seconds', 'abc'], /--poll-seconds must be/],
+  ];
+  for (const [args, message] of cases) {
+    const run = cli(args);
+    expect(run.status, args.join(' ')).not.toBe(0);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(message);
+  }
+  expect(existsSync(join(root, 'run.lock'))).toBe(false);
 });

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -190,5 +190,11 @@ describe('end of day over a simulated stretch of days', () => {
     } finally {
       ledger.close();
     }
+    // The units' business day is still open: refused by default, before any ledger is written.
+    const openDay = addDays(today, 12);
+    const refused = runCli(openDay, join(root, 'open-day'));
+    expect(refused.status).not.toBe(0);
+    expect(String(refused.stderr)).toMatch(new RegExp(`the business day ${openDay} has not ended`));
+    expect(existsSync(join(root, 'open-day', cluster.topology.units[0]!.id))).toBe(false);
   });
 });

@@ -318,5 +318,7 @@ describe('scenario files', () => {
     expect(changed.phases.map((p) => p.connections)).toEqual([16, 2]);
     expect(changed.hooks[0]!.atSecond).toBe(10);
     expect(() => applyScenarioOverrides(parseScenario({ phases: [{ mode: 'closed', durationSeconds: 5 }] }, 'y.json'), { rate: 10 })).toThrow(/--rate/);
+    // A duration that stretches a phase past its bound is refused here, not an hour into the run.
+    expect(() => applyScenarioOverrides(scenario, { durationSeconds: 5_000 })).toThrow(/over the 3600 s a phase may last/);
   });
 });

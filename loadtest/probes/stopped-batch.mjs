@@ -114,7 +114,7 @@ try {
     url: cluster.gatewayUrl, workload: createWorkload({ cards, seed: 3, keyPrefix: `stopped-${Date.now()}` }), mode: 'rate', rate, connections: 64,
     durationSeconds: stopAfterSeconds + 600, name: 'beside-batch', signal: loadStop.signal,
   });
-  batch = spawn(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), 'eod', '--date', today, '--topology', cluster.topologyPath, '--batch-dir', batchRoot, '--threads', '1', '--idle', '--json'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  batch = spawn(process.execPath, [join(repoRoot, 'dist/batch/cli.js'), 'eod', '--date', today, '--topology', cluster.topologyPath, '--batch-dir', batchRoot, '--threads', '1', '--idle', '--open-day', '--json'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const batchExit = new Promise((resolve) => batch.on('exit', resolve));
   let sample = new Map(pids.map(([name, pid]) => [name, threadCpu(pid)]));
   for (let second = 1; second <= stopAfterSeconds; second++) {
