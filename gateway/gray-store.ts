@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { appendDurably, fsyncDirectory } from '../domain/durable-file.js';
 import type { Analysis, PlanSpec } from '../domain/gray-plan.js';
 import { assertRules, emptyRules, type GrayRules } from '../domain/gray.js';
 import { assert } from '../domain/limits.js';
@@ -77,17 +78,12 @@ export class GrayStore {
       closeSync(fd);
     }
     renameSync(temporary, this.statePath);
+    fsyncDirectory(this.statePath);
   }
 
   append(entry: Omit<AuditEntry, 'seq' | 'at'>, nowMs: number): AuditEntry {
     const full: AuditEntry = { seq: ++this.auditSeq, at: new Date(nowMs).toISOString(), ...entry };
-    const fd = openSync(this.auditPath, 'a');
-    try {
-      writeSync(fd, JSON.stringify(full) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    appendDurably(this.auditPath, JSON.stringify(full) + '\n');
     this.audit.push(full);
     if (this.audit.length > auditEntriesKeptInMemoryMax) this.audit.shift();
     return full;

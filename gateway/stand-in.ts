@@ -1,6 +1,7 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { appendDurably } from '../domain/durable-file.js';
 import { assert } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import type { Money } from '../domain/money.js';
@@ -134,13 +135,7 @@ export class StandIn {
   }
 
   private appendLine(line: string): void {
-    const fd = openSync(this.path, 'a');
-    try {
-      writeSync(fd, line + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    appendDurably(this.path, line + '\n');
   }
 
   /** A gateway restart keeps the advices not yet replayed. */

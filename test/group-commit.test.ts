@@ -98,3 +98,29 @@ it('keeps the answers of several background jobs apart and in order', async () =
   expect(b.map((line) => JSON.parse(decodeResultLine(line).body).accountId)).toEqual(accounts.slice(13));
   expect(committer.pendingOps).toBe(0);
 });
+
+it('refuses whole, writing nothing, the jobs waiting when the copy stops being primary', async () => {
+  let primary = true;
+  const stats = { onCommit: () => {}, onOp: () => {}, onLockRetry: () => {} };
+  const guarded = new GroupCommitter(databases.writer, engine, stats, createLogger('test', () => {}), () => {}, null, () => primary);
+  const accounts = await new Promise<string[]>((resolve) => guarded.submit({ ops: openings(4, 0), done: resolve }));
+  expect(accounts).toHaveLength(4);
+  const journal = () => databases.reader.prepare('SELECT count(*) FROM journal').pluck().get() as number;
+  const before = journal();
+  const ids = accounts.map((line) => JSON.parse(decodeResultLine(line).body).accountId as string);
+  // Accepted while primary; fenced before the next commit (the turn after submit).
+  const outcome = (lane: 'normal' | 'background') => new Promise<string>((resolve) => {
+    const job = { ops: lane === 'normal' ? openings(2, 100) : settlements(ids), done: () => resolve('committed'), refuse: (error: { code: string }) => resolve(error.code) };
+    if (lane === 'background') guarded.submitBackground(job);
+    else guarded.submit(job);
+  });
+  const live = outcome('normal');
+  const background = outcome('background');
+  const barrier = new Promise<string>((resolve) => guarded.barrier(() => resolve('released')));
+  primary = false;
+  expect(await live).toBe('NOT_PRIMARY');
+  expect(await background).toBe('NOT_PRIMARY');
+  expect(await barrier).toBe('released');
+  expect(guarded.pendingOps).toBe(0);
+  expect(journal()).toBe(before);
+});

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../deploy/cluster.js';
 import { limits } from '../domain/limits.js';
-import { authorize, call, openAccount, purchase, startCluster } from './helpers.js';
+import { authorize, call, openAccount, openStore, purchase, startCluster } from './helpers.js';
 
 // What operators and performance engineers rely on: metrics on every process,
 // logs without card numbers, and a unit that stops answering costs a bounded
@@ -38,6 +39,31 @@ describe('operations', () => {
       const metrics = String((await call(unit.url, 'GET', '/metrics')).body);
       for (const name of ['dsu_unit_operations_total', 'dsu_unit_group_commit_operations_bucket', 'dsu_unit_group_commit_duration_seconds_bucket']) expect(metrics, `${unit.id} ${name}`).toContain(name);
       expect((await call(unit.url, 'GET', '/healthz')).body).toMatchObject({ status: 'ok', unit: unit.id });
+    }
+  });
+
+  it('a clock moved by the other instance on the store is followed from the next commit', async () => {
+    const account = await openAccount(cluster.gatewayUrl, 100_000);
+    const unit = cluster.unitSpec(account.unit);
+    // The other instance (gray release) moves the clock: it writes the offset into the shared store.
+    const store = new Database(join(unit.dataDir, 'unit.db'));
+    const threeDaysMs = 3 * 86_400_000;
+    try {
+      const offset = Number(store.prepare("SELECT coalesce((SELECT value FROM meta WHERE key = 'clockOffsetMs'), '0')").pluck().get());
+      store.prepare("INSERT INTO meta (key, value) VALUES ('clockOffsetMs', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(offset + threeDaysMs));
+    } finally {
+      store.close();
+    }
+    const written = Date.now();
+    const answer = await authorize(cluster.gatewayUrl, purchase(account.card, 1_000));
+    expect(answer.body.responseCode).toBe('00');
+    const reader = openStore(cluster, account.unit);
+    try {
+      const createdAt = reader.prepare('SELECT created_at FROM holds WHERE authorization_id = ?').pluck().get(answer.body.authorizationId) as number;
+      // The hold was placed on the moved clock, not up to a sweep (a second) later.
+      expect(createdAt).toBeGreaterThanOrEqual(written + threeDaysMs - 60_000);
+    } finally {
+      reader.close();
     }
   });
 

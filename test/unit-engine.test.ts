@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
+import { cvvHash, deriveCardKeys, demoCardHashKeyHex, panHash } from '../domain/card-protect.js';
 import { ManualClock, msPerDay } from '../domain/clock.js';
-import { decodeResultLine, encodeResultLine, type AuthorizeOp, type UnitOp } from '../domain/protocol.js';
+import { decodeResultLine, encodeResultLine, type AdviceOp, type AuthorizeOp, type UnitOp } from '../domain/protocol.js';
 import { makeTopology, type TopologyFile } from '../domain/topology.js';
 import { UnitEngine } from '../units/engine.js';
 import { openUnitDatabases, type UnitDatabases } from '../units/store.js';
@@ -143,6 +143,33 @@ describe('authorization rules in the unit', () => {
     expect(apply({ ...first, amount: { value: 1_001, currency: 'CNY' } }).body.responseCode).toBe('94');
     const count = databases.reader.prepare('SELECT count(*) FROM holds').pluck().get();
     expect(count).toBe(1);
+  });
+
+  it('records a stand-in approval whose request it had declined, and answers its retries with it', () => {
+    const { accountId, card } = open(10_000);
+    const request = auth(card, 50_000);
+    // The unit declined (over the limit), and the answer was lost with the unit; the gateway's stand-in approved.
+    expect(apply(request).body.responseCode).toBe('51');
+    const keys = deriveCardKeys(demoCardHashKeyHex);
+    const standInId = 'dsu-9~vtest00000001';
+    const answer = JSON.stringify({ authorizationId: standInId, approved: true, responseCode: '00', approvedAmount: request.amount, availableCredit: null, unit: 'dsu-9', version: 'stable', standIn: true });
+    const advice: AdviceOp = {
+      op: 'advice', idempotencyKey: request.idempotencyKey, authorizationId: standInId, panHashHex: panHash(keys, card.number).toString('hex'),
+      cvvHashHex: cvvHash(keys, card.number, card.expiry, card.cvv).toString('hex'), expiry: card.expiry, amount: request.amount, type: 'purchase',
+      channel: 'pos', merchant: request.merchant, partialAllowed: false, atMs: clock.nowMs(), answer,
+    };
+    expect(apply(advice).body).toMatchObject({ authorizationId: standInId, approved: true });
+    const openHolds = () => databases.reader.prepare('SELECT open_holds FROM accounts WHERE account_id = ?').pluck().get(accountId);
+    expect(openHolds()).toBe(50_000);
+    // The advice replayed again (the gateway died before marking it) changes nothing.
+    expect(apply(advice).body.authorizationId).toBe(standInId);
+    expect(openHolds()).toBe(50_000);
+    // The channel's retry gets the approval it holds; another request under the key is a 94.
+    expect(apply({ ...request }).body).toMatchObject({ authorizationId: standInId, responseCode: '00' });
+    expect(apply({ ...request, amount: { value: 1, currency: 'CNY' } }).body.responseCode).toBe('94');
+    // And the hold is an ordinary one: a reversal releases it.
+    expect(apply({ op: 'reverse', idempotencyKey: null, authorizationId: standInId, amount: null }).body.responseCode).toBe('00');
+    expect(openHolds()).toBe(0);
   });
 
   it('stores no card number or CVV in clear', () => {

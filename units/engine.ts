@@ -254,12 +254,18 @@ export class UnitEngine {
     const requestPrint = fingerprint(op.cvvHashHex === null ? [cardHash] : [cardHash, Buffer.from(op.cvvHashHex, 'hex')], canonicalAuthorize(original));
     const answer: ResultLine = { status: 200, code: responseCodes.approved, approved: true, body: op.answer };
     const replay = this.replay(op.idempotencyKey, requestPrint);
-    if (replay !== null) {
+    if (replay !== null && replay.approved) {
       // The request had reached this unit before it went down: one hold, known by both ids.
-      const firstId = replay.approved ? (JSON.parse(replay.body) as { authorizationId?: string | null }).authorizationId : null;
+      const firstId = (JSON.parse(replay.body) as { authorizationId?: string | null }).authorizationId;
       if (typeof firstId === 'string' && firstId !== op.authorizationId) this.statements.insertAlias.run(op.authorizationId, firstId);
       return replay;
     }
+    // Not seen, or answered otherwise here (a decline whose answer was lost with the
+    // unit, or the key used before for another request): the channel holds the
+    // stand-in approval, so it is recorded. Under the key it already has, the unit's
+    // own answer stays; the stand-in answer goes under the key's stand-in form, which
+    // replay() prefers for this request's retries.
+    const key = replay === null ? op.idempotencyKey : standInKey(op.idempotencyKey);
     const row = this.statements.selectCardAccount.get(cardHash) as CardAccountRow | undefined;
     if (row === undefined) return errorLine(new ApiError('CARD_NOT_FOUND', 'the stand-in advice names no card of this unit', 'panHashHex'));
     const product = this.product(row.product);
@@ -270,7 +276,7 @@ export class UnitEngine {
     this.journal(this.options.clock.nowMs(), 'auth.approved', row.account_id, op.authorizationId, decision.holdMinor, row.currency, {
       code: responseCodes.approved, type: op.type, channel: op.channel, amount: op.amount, fee: decision.feeMinor,
       merchant: op.merchant, card: row.last4, standIn: true, approvedAtMs: op.atMs,
-    }, idempotent(op.idempotencyKey, requestPrint, answer));
+    }, idempotent(key, requestPrint, answer));
     return answer;
   }
 
@@ -349,6 +355,10 @@ export class UnitEngine {
     if (key === null) return null;
     const row = this.statements.selectIdempotency.get(key) as { fingerprint: Buffer; answer: string } | undefined;
     if (row === undefined) return null;
+    // A retry (rare): a stand-in approval recorded after this unit had answered the
+    // key otherwise is the answer the channel holds (see advice()).
+    const standIn = this.statements.selectIdempotency.get(standInKey(key)) as { fingerprint: Buffer; answer: string } | undefined;
+    if (standIn !== undefined && standIn.fingerprint.equals(fingerprint)) return decodeResultLine(standIn.answer);
     if (row.fingerprint.equals(fingerprint)) return decodeResultLine(row.answer);
     return this.authAnswer(null, responseCodes.duplicateTransmission, 0, null, null);
   }
@@ -429,4 +439,13 @@ export function addMonths(month: string, count: number): string {
   const y = year + Math.floor(index / 12);
   const m = (index % 12) + 1;
   return `${y}-${String(m).padStart(2, '0')}`;
+}
+
+/**
+ * The idempotency key under which a stand-in approval is kept when the unit had
+ * already answered the channel's key otherwise. A space cannot occur in a channel's
+ * key (printable ASCII without space), so the form collides with none.
+ */
+function standInKey(key: string): string {
+  return `${key} stand-in`;
 }

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { ApiError } from '../domain/errors.js';
 import { assert, limits } from '../domain/limits.js';
 import { encodeResultLine, type UnitOp } from '../domain/protocol.js';
 import { responseCodes } from '../domain/response-codes.js';
@@ -16,6 +17,8 @@ import type { UnitEngine } from './engine.js';
 export interface CommitJob {
   ops: UnitOp[];
   done: (lines: string[]) => void;
+  /** The job is refused whole, nothing of it written (the copy stopped being primary before its commit). */
+  refuse?: (error: ApiError) => void;
 }
 
 export interface CommitStats {
@@ -77,6 +80,12 @@ export class GroupCommitter {
     private readonly log: Logger,
     private readonly sweep: () => void,
     private readonly replication: CommitReplication | null = null,
+    /**
+     * Whether this copy may write its store now. A copy of an HA pair fenced or
+     * demoted to standby must not commit what it accepted as primary: it would be
+     * answered and never replicated (the new primary never hears of it).
+     */
+    private readonly mayCommit: () => boolean = () => true,
   ) {
     const apply = (jobs: CommitJob[]): string[][] => {
       const recorder = this.replication !== null && this.replication.active() ? this.replication.recorder : null;
@@ -215,8 +224,27 @@ export class GroupCommitter {
     return true;
   }
 
+  /** Every job waiting, in both lanes, refused whole (see mayCommit); barriers are released. */
+  private refuseAll(): void {
+    const jobs = this.queue.splice(0);
+    this.queuedOps = 0;
+    const background = this.background.splice(0);
+    this.backgroundOps = 0;
+    if (this.backgroundTimer !== null) {
+      clearTimeout(this.backgroundTimer);
+      this.backgroundTimer = null;
+    }
+    for (const job of [...jobs, ...background.map((each) => each.job)]) {
+      if (job.ops.length === 0) job.done([]);
+      else if (job.refuse !== undefined) job.refuse(notPrimary());
+      else job.done(job.ops.map(failedLine));
+    }
+    if (jobs.length + background.length > 0) this.log.warn('refused the commits waiting: this copy is no longer primary', { jobs: jobs.length + background.length });
+  }
+
   private flush(): void {
     this.scheduled = false;
+    if (!this.mayCommit()) return this.refuseAll();
     const jobs: CommitJob[] = [];
     let opsCount = 0;
     while (this.queue.length > 0) {
@@ -268,6 +296,8 @@ export class GroupCommitter {
 }
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+const notPrimary = (): ApiError => new ApiError('NOT_PRIMARY', 'this copy is no longer primary: nothing of the batch was written', null);
 
 function isBusy(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'SQLITE_BUSY';

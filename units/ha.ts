@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
+import { fsyncDirectory } from '../domain/durable-file.js';
 import { ApiError } from '../domain/errors.js';
 import { parseJsonObject, readBody, sendError, sendJson } from '../domain/http-util.js';
 import { assert, limits } from '../domain/limits.js';
@@ -322,6 +323,7 @@ export class UnitHa implements CommitReplication {
 export function swapStoreFile(storePath: string, incoming: string): void {
   for (const suffix of ['-wal', '-shm']) rmSync(storePath + suffix, { force: true });
   renameSync(incoming, storePath);
+  fsyncDirectory(storePath);
 }
 
 interface RoleBody {

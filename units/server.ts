@@ -103,7 +103,7 @@ export class UnitServer {
       fx: options.topology.fx, clock: this.clock, utcOffsetMinutes: options.topology.file.businessDayUtcOffsetMinutes, role: options.role,
       recorder: this.ha.recorder,
     });
-    this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue(), this.ha);
+    this.committer = new GroupCommitter(writer, this.engine, this.metrics, options.log, () => this.sweepIfDue(), this.ha, () => this.ha.role !== 'standby');
     this.readAccount = reader.prepare('SELECT account_id, currency, credit_limit, posted_balance, open_holds FROM accounts WHERE account_id = ?');
     this.readLastSeq = reader.prepare('SELECT coalesce(max(seq), 0) AS seq FROM journal').pluck();
     this.feedWorker = this.startFeedWorker();
@@ -155,8 +155,11 @@ export class UnitServer {
   private sweepIfDue(): void {
     // A standby writes only what its primary sends; the primary's expiries reach it as commits.
     if (!this.ha.acceptsWrites) return;
-    if (this.clock.nowMs() - this.lastSweepMs < sweepIntervalMs) return;
+    // Every commit, inside its transaction: the other instance on this store (gray
+    // release) may have moved the clock, and a commit on the day before would, for
+    // one, start a card's daily cash counters again (about 1 us a commit).
     this.followStoredClock();
+    if (this.clock.nowMs() - this.lastSweepMs < sweepIntervalMs) return;
     const nowMs = this.clock.nowMs();
     this.lastSweepMs = nowMs;
     const expired = this.engine.expireHolds(nowMs, sweepHoldsMax);
@@ -166,7 +169,7 @@ export class UnitServer {
   /**
    * The simulated clock's offset lives in the store, shared by the stable and the
    * gray instance: an instance whose clock another one advanced catches up at its
-   * next sweep (within a second), so both expire holds on the same days.
+   * next commit, so both decide on the same business day and expire holds on the same days.
    */
   private followStoredClock(): void {
     const stored = Number(this.readClockOffset.get() ?? 0);
@@ -244,7 +247,11 @@ export class UnitServer {
     }
     const decoded = decodeOps(text);
     if (decoded instanceof ApiError) return answer(frameKinds.error, errorJson(decoded));
-    const job = { ops: decoded, done: (lines: string[]) => answer(frameKinds.results, lines.join('\n')) };
+    const job = {
+      ops: decoded,
+      done: (lines: string[]) => answer(frameKinds.results, lines.join('\n')),
+      refuse: (error: ApiError) => answer(frameKinds.error, errorJson(error)),
+    };
     if (lane === 'background') this.committer.submitBackground(job);
     else this.committer.submit(job);
   }
