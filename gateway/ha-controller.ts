@@ -33,6 +33,8 @@ export interface CopyStatus {
   appliedSeq: number;
   appliedEpoch: number;
   replication: 'sync' | 'degraded' | 'catching-up' | null;
+  /** The primary's single-copy episode (units/replication.ts), or null. */
+  degradedSeq?: number | null;
 }
 
 interface BufferedOp {
@@ -61,6 +63,17 @@ export class UnitPair {
   readonly polling: [boolean, boolean] = [false, false];
   /** Replication state the primary reported last: whether its standby can take over without loss. */
   lastPrimaryReplication: CopyStatus['replication'] = null;
+  /**
+   * The primary's single-copy episode recorded with lastPrimaryReplication, or -1:
+   * sent with every poll, it is what lets the primary release the answers it held
+   * (only once this gateway has recorded that it may not promote the standby).
+   */
+  recordedDegradedSeq = -1;
+  /**
+   * Switches started: an answer to an operation submitted before a switch began is
+   * not trusted (the copy may be deposed before its commit reached the new primary).
+   */
+  switchesStarted = 0;
   /** When the current primary was first seen failing. */
   failingSinceMs: number | null = null;
   buffer: BufferedOp[] = [];
@@ -118,12 +131,13 @@ export class HaController {
     const client = pair.primaryClient;
     if (pair.state === 'up' && client !== null && !client.isDown) {
       const epoch = pair.epoch;
+      const switches = pair.switchesStarted;
       client.submit(op, (answer: ResultLine | null) => {
-        // An answer from a copy deposed meanwhile (it woke from a freeze) is not
-        // trusted: what it committed alone is discarded when it rejoins. The retry,
-        // with the same key, gets the new primary's answer (the same one, if the
-        // commit had reached the standby).
-        const result = pair.epoch === epoch ? answer : null;
+        // An answer from a copy deposed meanwhile (it woke from a freeze), or from
+        // one a switch began to depose, is not trusted: what it committed alone is
+        // discarded when it rejoins. The retry, with the same key, gets the new
+        // primary's answer (the same one, if the commit had reached the standby).
+        const result = pair.epoch === epoch && pair.switchesStarted === switches ? answer : null;
         if (result !== null || !isRetryable(op)) return callback(result);
         // The batch failed: the primary may be gone. The retry goes where the unit's writes go next.
         this.bufferOp(pair, op, callback, deadlineMs);
@@ -186,7 +200,7 @@ export class HaController {
       const answer = await client.readPool.request({
         // The epoch tells a primary which epoch this gateway routes to; only then does
         // the poll count as the gateway having read its status (units/replication.ts).
-        path: `/ha/status?epoch=${pair.epoch}`, method: 'GET', headersTimeout: limits.haPollTimeoutMs, bodyTimeout: limits.haPollTimeoutMs,
+        path: `/ha/status?epoch=${pair.epoch}&degradedSeq=${pair.recordedDegradedSeq}`, method: 'GET', headersTimeout: limits.haPollTimeoutMs, bodyTimeout: limits.haPollTimeoutMs,
         // undici checks its own timeouts on a coarse timer (about a second), so a
         // frozen copy held each poll for ~1 s and a switch took ~2 s; the signal
         // ends the poll on time.
@@ -202,7 +216,10 @@ export class HaController {
     pair.status[index] = status;
     pair.failures[index] = status === null ? pair.failures[index] + 1 : 0;
     if (status !== null && status.epoch > pair.epoch) pair.epoch = status.epoch;
-    if (status !== null && index === pair.primary && status.role === 'primary') pair.lastPrimaryReplication = status.replication;
+    if (status !== null && index === pair.primary && status.role === 'primary') {
+      pair.lastPrimaryReplication = status.replication;
+      if (status.replication !== 'sync' && typeof status.degradedSeq === 'number') pair.recordedDegradedSeq = status.degradedSeq;
+    }
     this.evaluate(pair);
   }
 
@@ -247,7 +264,10 @@ export class HaController {
   private adopt(pair: UnitPair, index: 0 | 1): void {
     pair.primary = index;
     pair.failingSinceMs = null;
-    pair.lastPrimaryReplication = pair.status[index]?.replication ?? null;
+    const status = pair.status[index];
+    pair.lastPrimaryReplication = status?.replication ?? null;
+    // Episodes are numbered per primary: what was recorded of another copy says nothing of this one.
+    pair.recordedDegradedSeq = status !== null && status.replication !== 'sync' && typeof status.degradedSeq === 'number' ? status.degradedSeq : -1;
     this.options.log.info('unit primary', { unit: pair.unitId, primary: pair.copies[index].url, epoch: pair.status[index]?.epoch });
     void this.bringUp(pair);
   }
@@ -279,6 +299,7 @@ export class HaController {
 
   private async promote(pair: UnitPair, to: 0 | 1, epoch: number, startedMs: number, reason: string, planned: boolean): Promise<SwitchRecord | ApiError> {
     pair.state = 'switching';
+    pair.switchesStarted++;
     const from = pair.primary;
     const peer = pair.copies[(1 - to) as 0 | 1];
     const answer = await this.postRole(pair.copies[to], { role: 'primary', epoch, peerUrl: peer.url });
@@ -290,6 +311,7 @@ export class HaController {
     pair.epoch = epoch;
     pair.primary = to;
     pair.failingSinceMs = null;
+    pair.recordedDegradedSeq = -1;
     // The statuses read before the promotion are stale now; until the next reads, they say what was just done.
     const promoted = pair.status[to];
     if (promoted !== null) pair.status[to] = { ...promoted, role: 'primary', epoch };

@@ -153,6 +153,45 @@ describe('DSU high availability', () => {
     expect(reversal.body.availableCredit.value).toBe(before.availableCredit.value - 20_000);
   });
 
+  it('a primary gone single-copy releases the answers it held only to a poll carrying the episode the gateway recorded', async () => {
+    await waitInSync(15_000);
+    const unit = (await haStatus()).units.find((each: any) => each.unit === 'dsu-2');
+    const spec = cluster.topology.units.find((each) => each.id === 'dsu-2')!;
+    const primaryUrl = unit.primary as string;
+    const standbyCopy = primaryUrl === spec.url ? 'b' : 'a';
+    // This test polls the primary itself, as a gateway would; the real one is stopped meanwhile.
+    const gateway = cluster.gateway!.child;
+    gateway.kill('SIGSTOP');
+    await cluster.signalCopy('dsu-2', standbyCopy, 'SIGSTOP');
+    try {
+      const epoch = (await call(primaryUrl, 'GET', '/ha/status')).body.epoch as number;
+      let answered = false;
+      const opening = { op: 'openAccount', accountId: '62258899000001', product: 'classic', creditLimit: { value: 1_000, currency: 'CNY' } };
+      const write = call(primaryUrl, 'POST', '/v1/batch', JSON.stringify(opening)).then((answer) => {
+        answered = true;
+        return answer;
+      });
+      // Past the replication timeout the primary is single-copy, with the answer held.
+      let status: any;
+      const deadline = Date.now() + 5_000;
+      do {
+        await sleep(50);
+        status = (await call(primaryUrl, 'GET', `/ha/status?epoch=${epoch}`)).body;
+      } while (status.replication !== 'degraded' && Date.now() < deadline);
+      expect(status.replication).toBe('degraded');
+      // Reading the status is not recording it: polls without the current episode release nothing.
+      await call(primaryUrl, 'GET', `/ha/status?epoch=${epoch}&degradedSeq=${status.degradedSeq - 1}`);
+      await sleep(200);
+      expect(answered).toBe(false);
+      await call(primaryUrl, 'GET', `/ha/status?epoch=${epoch}&degradedSeq=${status.degradedSeq}`);
+      expect((await write).status).toBe(200);
+    } finally {
+      await cluster.signalCopy('dsu-2', standbyCopy, 'SIGCONT');
+      gateway.kill('SIGCONT');
+    }
+    await waitInSync(15_000);
+  });
+
   it('a standby refuses malformed replication, role changes and snapshots, and keeps its store', async () => {
     await waitInSync(15_000);
     const unit = (await haStatus()).units.find((each: any) => each.unit === 'dsu-2');

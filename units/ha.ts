@@ -165,11 +165,15 @@ export class UnitHa implements CommitReplication {
   private status(request: IncomingMessage, response: ServerResponse): void {
     // The gateway reading a degraded status is how it learns it (see Replicator);
     // only a gateway that routes to this copy's epoch counts.
-    const gatewayEpoch = Number(new URL(request.url ?? '/', 'http://unit').searchParams.get('epoch'));
-    if (this.replicator !== null && gatewayEpoch === this.replicator.epoch) this.replicator.noteStatusObserved();
+    const params = new URL(request.url ?? '/', 'http://unit').searchParams;
+    const gatewayEpoch = Number(params.get('epoch'));
+    const recordedDegradedSeq = Number(params.get('degradedSeq') ?? 'NaN');
+    if (this.replicator !== null && gatewayEpoch === this.replicator.epoch && Number.isSafeInteger(recordedDegradedSeq)) {
+      this.replicator.noteStatusObserved(recordedDegradedSeq);
+    }
     sendJson(response, 200, {
       unit: this.unitId, pid: process.pid, role: this.role, epoch: this.epoch, appliedSeq: this.appliedSeq, appliedEpoch: this.appliedEpoch,
-      replication: this.replicator?.state ?? null, peer: this.replicator?.peerUrl ?? null, demoting: this.demoting,
+      replication: this.replicator?.state ?? null, degradedSeq: this.replicator?.degradedSeq ?? null, peer: this.replicator?.peerUrl ?? null, demoting: this.demoting,
     });
   }
 

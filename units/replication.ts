@@ -19,8 +19,13 @@ import type { Change } from './change-log.js';
 //   degraded     no standby in sync (down, slow, or none assigned): single-copy
 //                mode. Entering it is loud (log line, metric, status flag), and
 //                the answers waiting at that moment are released only once the
-//                gateway has read the degraded status (noteStatusObserved), so
-//                the gateway never promotes a standby that lacks an answered approval.
+//                gateway has recorded the degraded status, so the gateway never
+//                promotes a standby that lacks an answered approval. Each entry
+//                into single-copy mode is numbered (degradedSeq, in the status);
+//                the gateway's later polls carry the number it has recorded, and a
+//                poll with the current one releases the answers (noteStatusObserved).
+//                Reading the status is not enough: a poll the gateway gave up on
+//                (its timeout) may still be read by a unit that wakes from a stall.
 //   catching-up  a standby is back: it gets a snapshot (or only the commits it
 //                lacks), then the commits made meanwhile, then the unit is in sync again.
 
@@ -66,6 +71,8 @@ export class Replicator {
   /** Releases held back when sync was lost, until the gateway has read the degraded status. */
   private held: Array<() => void> = [];
   private observedSinceDegraded = true;
+  /** How many times this primary has entered single-copy mode: the current episode's number. */
+  degradedSeq = 0;
   private resyncTimer: NodeJS.Timeout | null = null;
   private resyncing = false;
   private closed = false;
@@ -124,9 +131,13 @@ export class Replicator {
     this.send();
   }
 
-  /** The gateway read this unit's status: a degraded state is now known outside the unit. */
-  noteStatusObserved(): void {
-    if (this.state === 'sync' || this.observedSinceDegraded) return;
+  /**
+   * The gateway polled with the single-copy episode it has recorded: when that is the
+   * current one, the degraded state is known outside the unit, and the answers held
+   * since sync was lost go out.
+   */
+  noteStatusObserved(recordedDegradedSeq: number): void {
+    if (this.state === 'sync' || this.observedSinceDegraded || recordedDegradedSeq !== this.degradedSeq) return;
     this.observedSinceDegraded = true;
     const held = this.held;
     this.held = [];
@@ -217,6 +228,7 @@ export class Replicator {
     this.options.log.warn('unit in single-copy mode: approvals are durable on the primary only', { unit: this.options.unitId, reason, peer: this.peerUrl });
     if (wasSync) {
       // Answers that waited for the standby wait now for the gateway to learn that the unit is single-copy.
+      this.degradedSeq++;
       this.observedSinceDegraded = false;
       this.held.push(...this.waiting.map((entry) => entry.release));
       this.waiting.length = 0;
