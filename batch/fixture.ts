@@ -1,5 +1,6 @@
 import { calendarOf } from '../domain/authorize-rules.js';
 import { msPerDay } from '../domain/clock.js';
+import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
 import { makeAccountId } from '../domain/pan.js';
 import { authorizationIdSeparator } from '../domain/protocol.js';
 import { Router } from '../gateway/router.js';
@@ -36,7 +37,9 @@ const iin = '622588';
 
 export function writeUnitFixture(options: FixtureOptions): FixtureResult {
   const started = performance.now();
-  const router = new Router(options.unitIds.map((id) => ({ id, weight: 1 })), options.vnodesPerWeight);
+  // The cluster's units and gateway take the key from the same place (CARD_HASH_KEY, or the demo key).
+  const keys = deriveCardKeys(process.env['CARD_HASH_KEY'] ?? demoCardHashKeyHex);
+  const router = new Router(options.unitIds.map((id) => ({ id, weight: 1 })), options.vnodesPerWeight, keys.cardNumber);
   const { writer, reader } = openUnitDatabases({ dataDir: options.dataDir, cacheKiB: 256 * 1024 });
   reader.close();
   writer.pragma('synchronous = OFF');

@@ -12,10 +12,13 @@ import { channels, type Channel } from './products.js';
 //   2. whitelist      the card (by keyed hash) or the account is listed -> gray
 //   3. channel        channels listed and this channel is not -> stable
 //   4. unit scope     units listed and the owning unit is not -> stable
-//   5. percentage     bucket(accountId) < percent -> gray, else stable
+//   5. percentage     bucket(account key) < percent -> gray, else stable
 //
-// The bucket is a hash of the account id in 0..9999, so a percentage is held in
-// basis points and one account always lands on the same side: raising the
+// An account is known on the authorization path by its key, the card prefix (the
+// first 14 digits of each of its cards, domain/card-number.ts), which needs no
+// deciphering; whitelisted account ids are turned into keys when the rules are
+// compiled. The bucket is a hash of the account key in 0..9999, so a percentage is
+// held in basis points and one account always lands on the same side: raising the
 // percentage only moves more accounts to gray, never back.
 
 export const versions = ['stable', 'gray'] as const;
@@ -62,11 +65,12 @@ export interface CompiledRules {
   units: Set<string> | null;
 }
 
-export function compileRules(rules: GrayRules): CompiledRules {
+/** accountKeyOf: an account id's key on the authorization path (the gateway's: its card prefix). */
+export function compileRules(rules: GrayRules, accountKeyOf: (accountId: string) => string = (accountId) => accountId): CompiledRules {
   return {
     rules,
     cardHashes: new Set(rules.whitelist.cards.map((card) => card.hashHex)),
-    accounts: new Set(rules.whitelist.accounts),
+    accounts: new Set(rules.whitelist.accounts.map(accountKeyOf)),
     channels: rules.channels.length === 0 ? null : new Set(rules.channels),
     units: rules.units.length === 0 ? null : new Set(rules.units),
   };
@@ -75,7 +79,8 @@ export function compileRules(rules: GrayRules): CompiledRules {
 export interface RequestFacts {
   /** The x-gray header: 'on', 'off', or null when absent. */
   force: 'on' | 'off' | null;
-  accountId: string;
+  /** The account's key (see compileRules): its card prefix at the gateway. */
+  accountKey: string;
   channel: string;
   unitId: string;
   /** Keyed hash of the card number, computed only when the whitelist has cards. */
@@ -100,21 +105,21 @@ const decisions = {
 export function decideVersion(compiled: CompiledRules, facts: RequestFacts): GrayDecision {
   if (facts.force === 'on') return decisions.headerOn;
   if (facts.force === 'off') return decisions.headerOff;
-  if (compiled.accounts.has(facts.accountId)) return decisions.whitelist;
+  if (compiled.accounts.has(facts.accountKey)) return decisions.whitelist;
   if (compiled.cardHashes.size > 0 && facts.cardHashHex !== null && compiled.cardHashes.has(facts.cardHashHex())) return decisions.whitelist;
   if (compiled.channels !== null && !compiled.channels.has(facts.channel)) return decisions.channel;
   if (compiled.units !== null && !compiled.units.has(facts.unitId)) return decisions.unit;
-  return accountBucket(facts.accountId) < compiled.rules.percentBps ? decisions.percentGray : decisions.percentStable;
+  return accountBucket(facts.accountKey) < compiled.rules.percentBps ? decisions.percentGray : decisions.percentStable;
 }
 
 /**
- * The account's bucket, 0..9999: FNV-1a over the id, then the murmur3 finalizer
- * so that ids differing in their last digits spread over all buckets. Kept
+ * The account's bucket, 0..9999: FNV-1a over its key, then the murmur3 finalizer
+ * so that keys differing in their last digits spread over all buckets. Kept
  * independent of the routing ring's hash, so gray accounts are spread over units.
  */
-export function accountBucket(accountId: string): number {
+export function accountBucket(accountKey: string): number {
   let hash = 0x811c9dc5;
-  for (let i = 0; i < accountId.length; i++) hash = Math.imul(hash ^ accountId.charCodeAt(i), 0x01000193);
+  for (let i = 0; i < accountKey.length; i++) hash = Math.imul(hash ^ accountKey.charCodeAt(i), 0x01000193);
   hash ^= hash >>> 16;
   hash = Math.imul(hash, 0x85ebca6b);
   hash ^= hash >>> 13;

@@ -1,15 +1,20 @@
+import type { CardNumberCipher } from './card-number.js';
 import { luhnCheckDigit, luhnValid } from './luhn.js';
 
 // Card number layout (16 digits):
-//   IIN (6) | account number (8) | card sequence (1) | Luhn check digit (1)
-// The account id is the first 14 digits (IIN + account number). Embedding it in
-// the card number lets the gateway route a card to its unit without a directory
-// lookup: the ring key is the account id, which the card number carries. Each IIN
+//   IIN (6) | enciphered account number (8) | card sequence (1) | Luhn check digit (1)
+// The first 14 digits, the card prefix, are the same for every card of an account,
+// and the routing ring is keyed by them: the gateway routes a card to its unit
+// without a directory lookup or a key. The account id (IIN and account number in
+// clear) maps to the card prefix only through the key (domain/card-number.ts), so
+// an account id in a store, a ledger or a log reveals no card number. Each IIN
 // holds 10^8 accounts; products with more customers get more IINs.
 // Sequence 0 is the primary card, 1..9 are supplementary cards.
 
 export const panLength = 16;
 export const accountIdLength = 14;
+/** The card prefix (IIN and enciphered account number) is as long as an account id. */
+export const cardPrefixLength = accountIdLength;
 const iinLength = 6;
 
 const digitsOnly = /^[0-9]+$/;
@@ -18,10 +23,10 @@ export function isDigits(text: string): boolean {
   return digitsOnly.test(text);
 }
 
-export function makePan(accountId: string, cardSequence: number): string {
+export function makePan(cipher: CardNumberCipher, accountId: string, cardSequence: number): string {
   if (accountId.length !== accountIdLength || !isDigits(accountId)) throw new Error('accountId must be 14 digits');
   if (!Number.isInteger(cardSequence) || cardSequence < 0 || cardSequence > 9) throw new Error('card sequence 0..9');
-  const payload = accountId + String(cardSequence);
+  const payload = cipher.cardPrefix(accountId) + String(cardSequence);
   return payload + String(luhnCheckDigit(payload));
 }
 
@@ -31,12 +36,12 @@ export function makeAccountId(iin: string, accountNumber: number): string {
   return iin + String(accountNumber).padStart(8, '0');
 }
 
-export type PanParse = { ok: true; accountId: string; cardSequence: number } | { ok: false };
+export type PanParse = { ok: true; cardPrefix: string; cardSequence: number } | { ok: false };
 
 /** Splits a well-formed card number; a wrong length or Luhn failure is { ok: false }. */
 export function parsePan(pan: string): PanParse {
   if (pan.length !== panLength || !isDigits(pan) || !luhnValid(pan)) return { ok: false };
-  return { ok: true, accountId: pan.slice(0, accountIdLength), cardSequence: pan.charCodeAt(accountIdLength) - 48 };
+  return { ok: true, cardPrefix: pan.slice(0, cardPrefixLength), cardSequence: pan.charCodeAt(cardPrefixLength) - 48 };
 }
 
 export function isAccountId(text: string): boolean {

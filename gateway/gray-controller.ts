@@ -28,6 +28,8 @@ export interface GrayControllerOptions {
   nowMs: () => number;
   /** Called after every change of the rules (metrics). */
   onRulesChange: (rules: GrayRules) => void;
+  /** An account id's key on the authorization path: the card prefix its cards carry. */
+  accountKeyOf: (accountId: string) => string;
 }
 
 export interface Actor {
@@ -47,7 +49,7 @@ export class GrayController {
 
   constructor(private readonly options: GrayControllerOptions) {
     this.state = options.store.loadState();
-    this.compiled = compileRules(this.state.rules);
+    this.compiled = compileRules(this.state.rules, options.accountKeyOf);
     this.idle = isIdle(this.state.rules);
     this.window = new GrayWindow(options.nowMs());
     this.stepStartedMs = options.nowMs();
@@ -65,9 +67,9 @@ export class GrayController {
   }
 
   /** The version for an authorization; `cardHashHex` is called only when cards are whitelisted. */
-  decide(force: 'on' | 'off' | null, accountId: string, channel: string, unitId: string, cardHashHex: () => string): GrayDecision {
+  decide(force: 'on' | 'off' | null, accountKey: string, channel: string, unitId: string, cardHashHex: () => string): GrayDecision {
     if (this.idle && force === null) return stableByPercent;
-    const decision = decideVersion(this.compiled, { force, accountId, channel, unitId, cardHashHex });
+    const decision = decideVersion(this.compiled, { force, accountKey, channel, unitId, cardHashHex });
     this.window.onDecision(decision.version, decision.reason === 'percent');
     return decision;
   }
@@ -188,7 +190,7 @@ export class GrayController {
     const entry = this.options.store.append({ who: actor.who, action, reason: actor.reason, before, after, ...(evidence === undefined ? {} : { evidence }) }, nowMs);
     this.options.store.saveState(next);
     this.state = next;
-    this.compiled = compileRules(next.rules);
+    this.compiled = compileRules(next.rules, this.options.accountKeyOf);
     this.idle = isIdle(next.rules);
     this.window = new GrayWindow(nowMs);
     this.stepStartedMs = nowMs;

@@ -17,7 +17,7 @@ account to its DSU unit through the consistent-hash ring of the topology file.
   --state-dir  folder of the gray release state and audit log (default deploy/data/gateway)
 Environment:
   ADMIN_TOKEN    bearer token of the admin API (/admin/gray); "${demoAdminToken}" when unset
-  CARD_HASH_KEY  hex key of the card-number hash (whitelisted cards are kept hashed); a demo key when unset
+  CARD_HASH_KEY  hex key of the card-number hash (whitelisted cards are kept hashed) and of the account number enciphered in card numbers (routing of account operations); a demo key when unset
   DSU_ACCOUNT_ID_SEED  integer: draw new account numbers from a seeded sequence (repeatable simulations)
 On start it prints one JSON log line with msg "listening" and the port.`;
 

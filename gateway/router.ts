@@ -1,3 +1,4 @@
+import type { CardNumberCipher } from '../domain/card-number.js';
 import HashRing from 'hashring';
 import { assert } from '../domain/limits.js';
 import { unitOfAuthorizationId } from '../domain/protocol.js';
@@ -25,7 +26,7 @@ export class Router {
   private readonly ring: HashRing;
   private readonly unitIds: Set<string>;
 
-  constructor(members: readonly RingMember[], vnodesPerWeight: number) {
+  constructor(members: readonly RingMember[], vnodesPerWeight: number, private readonly cipher: CardNumberCipher) {
     assert(members.length > 0, 'the ring has members');
     assert(Number.isInteger(vnodesPerWeight) && vnodesPerWeight > 0, 'vnodesPerWeight is a positive integer');
     const servers: Record<string, { weight: number }> = {};
@@ -38,14 +39,20 @@ export class Router {
     this.unitIds = new Set(members.map((member) => member.id));
   }
 
-  unitOfAccount(accountId: string): string {
+  /** The unit of a card: the ring is keyed by the card prefix, the first 14 digits of every card of an account. */
+  unitOfCardPrefix(cardPrefix: string): string {
     // ring.get() wraps this lookup in an LRU cache that only misses with millions of
     // accounts (and costs a get and an evicting set per miss); find(hashValue(key))
     // is the same ketama lookup without it.
     const ring = this.ring as unknown as RingInternals;
-    const node = ring.ring[ring.find(ring.hashValue(accountId))];
+    const node = ring.ring[ring.find(ring.hashValue(cardPrefix))];
     assert(node !== undefined && this.unitIds.has(node.server), 'the ring answers a member');
     return node.server;
+  }
+
+  /** The unit of an account: that of its cards (the account id is enciphered into their prefix). */
+  unitOfAccount(accountId: string): string {
+    return this.unitOfCardPrefix(this.cipher.cardPrefix(accountId));
   }
 
   /** The unit an authorization id names, or null if it names no unit of this ring. */

@@ -70,7 +70,7 @@ export class GatewayServer {
   constructor(private readonly options: GatewayOptions) {
     const { file } = options.topology;
     this.drawAccountNumber = options.accountIdSeed === null ? () => randomInt(0, 100_000_000) : seededAccountNumbers(options.accountIdSeed);
-    this.router = new Router(file.units, file.ring.vnodesPerWeight);
+    this.router = new Router(file.units, file.ring.vnodesPerWeight, options.cardKeys.cardNumber);
     this.metrics = new GatewayMetrics(() => this.allClients());
     const pairs = new Map<string, UnitPair>();
     for (const unit of file.units) {
@@ -92,6 +92,7 @@ export class GatewayServer {
       store: new GrayStore(options.stateDir), unitIds, log: options.log, nowMs: () => Date.now(),
       unitsWithGray: new Set(file.units.filter((unit) => unit.gray !== undefined).map((unit) => unit.id)),
       onRulesChange: (rules) => this.metrics.grayPercent.set(rules.percentBps / 100),
+      accountKeyOf: (accountId) => options.cardKeys.cardNumber.cardPrefix(accountId),
     });
     const hashCard = (pan: string): string => panHash(options.cardKeys, pan).toString('hex');
     this.grayAdmin = new GrayAdmin(this.gray, this.adminAuth, unitIds, hashCard, () => this.describeInstances());
@@ -322,8 +323,8 @@ export class GatewayServer {
     }
     this.inflight.set(channel, inflight + 1);
     this.metrics.inflightChange(channel, 1);
-    const unitId = this.router.unitOfAccount(pan.accountId);
-    const decided = this.gray.decide(force, pan.accountId, channel, unitId, () => panHash(this.options.cardKeys, auth.card.number).toString('hex')).version;
+    const unitId = this.router.unitOfCardPrefix(pan.cardPrefix);
+    const decided = this.gray.decide(force, pan.cardPrefix, channel, unitId, () => panHash(this.options.cardKeys, auth.card.number).toString('hex')).version;
     const picked = this.pick(unitId, decided);
     const version = picked === null ? decided : picked.version;
     const done = (answer: ResultLine | null): void => {
@@ -476,7 +477,7 @@ export class GatewayServer {
     if (parsed instanceof ApiError) return sendError(response, parsed);
     const pan = parsePan(parsed.number);
     if (!pan.ok) return sendError(response, new ApiError('CARD_NOT_FOUND', 'no card with this number', 'card.number'));
-    const unitId = this.router.unitOfAccount(pan.accountId);
+    const unitId = this.router.unitOfCardPrefix(pan.cardPrefix);
     const result = await this.call(unitId, { op: 'setCardStatus', pan: parsed.number, status: parsed.status });
     if (result === null) return sendError(response, new ApiError('UNIT_UNAVAILABLE', `unit ${unitId} is unavailable`, null));
     sendJsonText(response, result.status, result.body);

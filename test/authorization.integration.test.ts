@@ -72,7 +72,9 @@ describe('authorization through the gateway', () => {
     const account = await openAccount(base, 20_000);
     const supplementary = await call(base, 'POST', `/v1/accounts/${account.accountId}/cards`, {});
     expect(supplementary.status).toBe(201);
-    expect(supplementary.body.card.number.slice(0, 14)).toBe(account.accountId);
+    // Every card of an account starts with the same 14 digits (the ring key), which are not the account id.
+    expect(supplementary.body.card.number.slice(0, 14)).toBe(account.card.number.slice(0, 14));
+    expect(account.card.number.slice(0, 14)).not.toBe(account.accountId);
     expect((await authorize(base, purchase(account.card, 15_000))).body.responseCode).toBe('00');
     const second = await authorize(base, purchase(supplementary.body.card, 6_000));
     expect(second.body.responseCode).toBe('51');

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { CardNumberCipher } from '../domain/card-number.js';
+import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
 import { luhnCheckDigit, luhnValid } from '../domain/luhn.js';
 import { makeAccountId, makePan, maskCardNumbers, maskPan, parsePan } from '../domain/pan.js';
 import { convertMinor, feeMinor, makeFxTable, parseDecimalRate, shareMinor } from '../domain/money.js';
 import { Router } from '../gateway/router.js';
 import { creditLimitForScore, parseApplicants } from '../deploy/bulk-issuance.js';
+
+const cipher = deriveCardKeys(demoCardHashKeyHex).cardNumber;
 
 describe('card numbers', () => {
   it('computes Luhn check digits (known test numbers)', () => {
@@ -12,20 +16,42 @@ describe('card numbers', () => {
     expect(luhnCheckDigit('7992739871')).toBe(3);
   });
 
-  it('embeds the account id and the card sequence, and is Luhn-valid', () => {
+  it('carries the IIN, the enciphered account number and the card sequence, and is Luhn-valid', () => {
     const accountId = makeAccountId('622588', 1234);
     expect(accountId).toBe('62258800001234');
+    const prefix = cipher.cardPrefix(accountId);
     for (let sequence = 0; sequence <= 9; sequence++) {
-      const pan = makePan(accountId, sequence);
+      const pan = makePan(cipher, accountId, sequence);
       expect(pan).toHaveLength(16);
       expect(luhnValid(pan)).toBe(true);
-      expect(parsePan(pan)).toEqual({ ok: true, accountId, cardSequence: sequence });
+      expect(parsePan(pan)).toEqual({ ok: true, cardPrefix: prefix, cardSequence: sequence });
     }
+    // The account id is not in the card number; only the key leads from one to the other.
+    expect(prefix.slice(0, 6)).toBe('622588');
+    expect(prefix).not.toBe(accountId);
+    expect(cipher.accountIdOf(prefix)).toBe(accountId);
+    expect(new CardNumberCipher(Buffer.alloc(32, 7)).cardPrefix(accountId)).not.toBe(prefix);
     expect(parsePan('6225880000123401').ok).toBe(false);
   });
 
+  it('enciphers account numbers as a permutation', () => {
+    const seen = new Set<number>();
+    for (let number = 0; number < 20_000; number++) {
+      const enciphered = cipher.encipher(number);
+      expect(enciphered).toBeGreaterThanOrEqual(0);
+      expect(enciphered).toBeLessThan(100_000_000);
+      expect(cipher.decipher(enciphered)).toBe(number);
+      seen.add(enciphered);
+    }
+    expect(seen.size).toBe(20_000);
+    for (const number of [99_999_999, 12_345_678, 50_000_000]) expect(cipher.decipher(cipher.encipher(number))).toBe(number);
+    // Consecutive account numbers land far apart (no visible order in card numbers).
+    const gaps = Array.from({ length: 100 }, (_, i) => Math.abs(cipher.encipher(i + 1) - cipher.encipher(i)));
+    expect(gaps.filter((gap) => gap < 1_000).length).toBeLessThan(5);
+  });
+
   it('masks card numbers in logs, and only card numbers', () => {
-    const pan = makePan('62258800001234', 0);
+    const pan = makePan(cipher, '62258800001234', 0);
     expect(maskPan(pan)).toBe(`622588******${pan.slice(-4)}`);
     const line = JSON.stringify({ msg: `declined ${pan}`, account: '62258800001234', other: '1234567890123456' });
     const masked = maskCardNumbers(line);
@@ -85,7 +111,7 @@ describe('routing ring', () => {
 
   it('gives each unit its weight share of accounts within 5% (relative)', () => {
     const members = [{ id: 'dsu-1', weight: 1 }, { id: 'dsu-2', weight: 1 }, { id: 'dsu-3', weight: 1 }, { id: 'dsu-4', weight: 2 }];
-    const counts = shares(new Router(members, 1000));
+    const counts = shares(new Router(members, 1000, cipher));
     for (const member of members) {
       const expected = (accounts.length * member.weight) / 5;
       const actual = counts.get(member.id) ?? 0;
@@ -94,8 +120,8 @@ describe('routing ring', () => {
   });
 
   it('moves only the new unit share of accounts when a unit is added', () => {
-    const four = new Router(['dsu-1', 'dsu-2', 'dsu-3', 'dsu-4'].map((id) => ({ id, weight: 1 })), 1000);
-    const five = new Router(['dsu-1', 'dsu-2', 'dsu-3', 'dsu-4', 'dsu-5'].map((id) => ({ id, weight: 1 })), 1000);
+    const four = new Router(['dsu-1', 'dsu-2', 'dsu-3', 'dsu-4'].map((id) => ({ id, weight: 1 })), 1000, cipher);
+    const five = new Router(['dsu-1', 'dsu-2', 'dsu-3', 'dsu-4', 'dsu-5'].map((id) => ({ id, weight: 1 })), 1000, cipher);
     let moved = 0;
     for (const accountId of accounts) {
       const before = four.unitOfAccount(accountId);
@@ -110,7 +136,7 @@ describe('routing ring', () => {
   });
 
   it('routes authorization ids to the unit they name', () => {
-    const router = new Router([{ id: 'dsu-1', weight: 1 }], 10);
+    const router = new Router([{ id: 'dsu-1', weight: 1 }], 10, cipher);
     expect(router.unitOfAuthorization('dsu-1~abc')).toBe('dsu-1');
     expect(router.unitOfAuthorization('dsu-7~abc')).toBe(null);
     expect(router.unitOfAuthorization('abc')).toBe(null);

@@ -6,7 +6,7 @@ import { makeAccountId } from '../domain/pan.js';
 import { createRandom } from '../loadtest/random.js';
 
 const facts = (over: Partial<RequestFacts> = {}): RequestFacts => ({
-  force: null, accountId: '62258800000001', channel: 'pos', unitId: 'dsu-1', cardHashHex: () => 'hash-of-card', ...over,
+  force: null, accountKey: '62258800000001', channel: 'pos', unitId: 'dsu-1', cardHashHex: () => 'hash-of-card', ...over,
 });
 const rules = (over: Partial<GrayRules> = {}): GrayRules => ({ ...emptyRules, ...over });
 // A fixed, seeded set of random account ids: the split of any set is binomial
@@ -43,7 +43,7 @@ describe('gray rules', () => {
   });
 
   it('keeps an account on gray while the percentage only grows', () => {
-    const grayAt = (bps: number) => new Set(accountIds.filter((accountId) => decideVersion(compileRules(rules({ percentBps: bps })), facts({ accountId })).version === 'gray'));
+    const grayAt = (bps: number) => new Set(accountIds.filter((accountId) => decideVersion(compileRules(rules({ percentBps: bps })), facts({ accountKey: accountId })).version === 'gray'));
     let previous = grayAt(0);
     expect(previous.size).toBe(0);
     for (const bps of [1, 100, 500, 2_500, 5_000, 9_999, 10_000]) {

@@ -172,13 +172,17 @@ describe('authorization rules in the unit', () => {
     expect(openHolds()).toBe(0);
   });
 
-  it('stores no card number or CVV in clear', () => {
-    const { card } = open(100_000);
+  it('stores no card number or CVV in clear, nor an account id that spells one', () => {
+    const { accountId, card } = open(100_000);
     apply(auth(card, 1_000));
     databases.writer.pragma('wal_checkpoint(TRUNCATE)');
     const bytes = readFileSync(join(dir, 'unit.db')).toString('latin1');
     expect(bytes.includes(card.number)).toBe(false);
     expect(bytes.includes(card.number.slice(-4))).toBe(true);
+    // The store keys everything by the account id, which is not the card number's first 14 digits.
+    expect(bytes.includes(accountId)).toBe(true);
+    expect(card.number.slice(0, 14)).not.toBe(accountId);
+    expect(bytes.includes(card.number.slice(0, 14))).toBe(false);
   });
 
   it('a journal entry for every state change, numbered without gaps', () => {

@@ -322,7 +322,7 @@ export class UnitEngine {
   }
 
   private issueCard(accountId: string, sequence: number, product: Product, nowMs: number): { number: string; expiry: string; cvv: string } {
-    const pan = makePan(accountId, sequence);
+    const pan = makePan(this.options.keys.cardNumber, accountId, sequence);
     const expiry = addMonths(calendarOf(nowMs, this.options.utcOffsetMinutes).month, product.cardValidityMonths);
     const cvv = String(randomInt(0, 1000)).padStart(3, '0');
     const { keys } = this.options;

@@ -22,7 +22,7 @@ may run two instances over the same store, a stable and a gray one (gray release
                "releases" section (default: the topology's release for the role)
   --ha         a member of an HA pair: starts as standby, takes writes only once
                the gateway promotes it, and replicates to its standby as primary
-Environment: CARD_HASH_KEY (hex, >= 16 bytes) keys the card-number and CVV hashes; a demo key is used when unset.
+Environment: CARD_HASH_KEY (hex, >= 16 bytes) keys the card-number and CVV hashes and the account number enciphered in card numbers; a demo key is used when unset.
 On start it prints one JSON log line with msg "listening" and the port.`;
 
 async function main(): Promise<void> {
