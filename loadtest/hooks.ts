@@ -1,3 +1,4 @@
+import { maskCardNumbers } from '../domain/pan.js';
 import { loadtestLimits } from './limits.js';
 import type { HookRecord } from './run-result.js';
 
@@ -131,7 +132,8 @@ async function runHttpHook(args: Readonly<Record<string, unknown>>, context: Hoo
   const text = (await response.text()).slice(0, 200).replace(/\s+/g, ' ');
   const expected = args['expectStatus'];
   const ok = typeof expected === 'number' ? response.status === expected : response.ok;
-  const line = `${method} ${target} -> ${response.status} ${text}`;
+  // The line goes into the report: a card the answer issued is masked, its CVV dropped.
+  const line = maskCardNumbers(`${method} ${target} -> ${response.status} ${text}`).replace(/"cvv"\s*:\s*"[0-9]*"/g, '"cvv":"***"');
   if (!ok) throw new Error(line);
   return line;
 }

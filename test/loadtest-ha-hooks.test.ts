@@ -2,6 +2,8 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
+import { makePan } from '../domain/pan.js';
 import { copyUrlOf, isLoopbackUrl, validateKillUnitArgs } from '../loadtest/ha-hooks.js';
 import { getHookAction, runHook } from '../loadtest/hooks.js';
 
@@ -120,5 +122,26 @@ describe('kill-unit refusals', () => {
     expect((await kill(gatewayUrl)).detail).toMatch(/is not a DSU unit process \(sleep 30/);
     expect(sleeper.exitCode).toBeNull();
     expect(sleeper.signalCode).toBeNull();
+  });
+});
+
+describe('the http hook', () => {
+  it('keeps no card number or CVV of the answer in its report line', async () => {
+    const pan = makePan(deriveCardKeys(demoCardHashKeyHex).cardNumber, '62258800000077', 0);
+    const server = createServer((_request, response) => {
+      response.writeHead(201, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ accountId: '62258800000077', card: { number: pan, expiry: '2029-11', cvv: '123' } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const record = await runHook({ atSecond: 0, action: 'http', args: { url: '/v1/accounts', body: { creditLimit: { value: 1, currency: 'CNY' } }, expectStatus: 201 } }, url, () => {});
+      expect(record.ok).toBe(true);
+      expect(record.detail).toContain(pan.slice(-4));
+      expect(record.detail).not.toContain(pan);
+      expect(record.detail).toContain('"cvv":"***"');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

@@ -256,6 +256,15 @@ export class Replicator {
       let appliedSeq = status.appliedSeq;
       if (!this.canCatchUpFromLog(status.appliedSeq, status.appliedEpoch)) appliedSeq = await this.sendSnapshot(pool);
       if (pool !== this.pool) return;
+      if (appliedSeq < this.anchor.seq) {
+        // The log dropped commits made after the snapshot while it was sent (more than
+        // limits.replicationLogCommitsMax of them): catching up from here would ask
+        // the log for what it no longer has. Still degraded: the next resync sends a new one.
+        this.options.log.warn('the replication log moved past the snapshot while it was sent; another snapshot follows', {
+          unit: this.options.unitId, snapshotSeq: appliedSeq, logStartsAfter: this.anchor.seq,
+        });
+        return;
+      }
       this.nextToSend = appliedSeq + 1;
       this.setState('catching-up');
       this.send();
