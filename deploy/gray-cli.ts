@@ -71,13 +71,24 @@ function rulesBody(values: Values): Record<string, unknown> {
   return body;
 }
 
+/** A flag's whole number; "5k" or "" is refused here rather than sent as null (which the server would read as absent). */
+function wholeNumber(text: string, flag: string): number {
+  if (!/^[0-9]+$/.test(text)) throw new Error(`${flag} must be a whole number, got "${text}"`);
+  return Number(text);
+}
+
+function percentOf(text: string): number {
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text)) throw new Error(`--steps holds "whitelist" and percentages, got "${text}"`);
+  return Number(text);
+}
+
 function planBody(values: Values): Record<string, unknown> {
   if (values.steps === undefined) throw new Error('plan needs --steps, e.g. --steps whitelist,1,5,25,50,100');
-  const minSeconds = Number(values['min-seconds'] ?? '30');
-  const minRequests = Number(values['min-requests'] ?? '500');
-  const maxSeconds = values['max-seconds'] === undefined ? undefined : Number(values['max-seconds']);
+  const minSeconds = wholeNumber(values['min-seconds'] ?? '30', '--min-seconds');
+  const minRequests = wholeNumber(values['min-requests'] ?? '500', '--min-requests');
+  const maxSeconds = values['max-seconds'] === undefined ? undefined : wholeNumber(values['max-seconds'], '--max-seconds');
   const steps = list(values.steps).map((step) => ({
-    ...(step === 'whitelist' ? { whitelistOnly: true } : { percent: Number(step) }),
+    ...(step === 'whitelist' ? { whitelistOnly: true } : { percent: percentOf(step) }),
     minSeconds, minRequests, ...(maxSeconds === undefined ? {} : { maxSeconds }),
   }));
   return { steps, ...(values.gates === undefined ? {} : { gates: JSON.parse(values.gates) as unknown }) };
@@ -109,14 +120,20 @@ async function main(): Promise<void> {
   else if (route.method === 'POST') body = {};
   if (body !== undefined && values.reason !== undefined) body['reason'] = values.reason;
   const base = values.gateway ?? process.env['GATEWAY_URL'] ?? 'http://127.0.0.1:8080';
+  const headers = {
+    authorization: `Bearer ${values.token ?? process.env['ADMIN_TOKEN'] ?? demoAdminToken}`,
+    'x-operator': values.operator ?? process.env['USER'] ?? 'admin',
+  };
+  if (command === 'promote') {
+    // Promote from the state just read: a promote run twice is refused, not undone.
+    const status = await request(base + routes['status']!.path, { headers });
+    const state = (await status.body.json()) as { promotedUnits?: string[] };
+    if (status.statusCode === 200 && Array.isArray(state.promotedUnits)) (body as Record<string, unknown>)['expectPromotedUnits'] = state.promotedUnits;
+  }
   const path = command === 'history' ? `${route.path}?limit=${values.limit ?? '20'}` : route.path;
   const response = await request(base + path, {
     method: route.method,
-    headers: {
-      authorization: `Bearer ${values.token ?? process.env['ADMIN_TOKEN'] ?? demoAdminToken}`,
-      'x-operator': values.operator ?? process.env['USER'] ?? 'admin',
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
+    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await response.body.text();

@@ -95,18 +95,27 @@ const rate = (part: number, whole: number): number => (whole === 0 ? 0 : part / 
 /**
  * Compares gray with stable over one step's window. `elapsedSeconds` is the
  * step's age; the caller asks again later while the verdict is null (wait).
+ *
+ * Stable is judged on as many requests as gray (step.minRequests). At a high
+ * percentage stable gets few requests (none at 100%), so the step is judged
+ * against `earlier`: the stable window of the last step that had enough of them.
+ * Without either, the step waits and then pauses as inconclusive: a thin baseline
+ * proves nothing either way, and one stable decline must not abort a release.
  */
-export function analyzeStep(step: PlanStep, gates: Gates, gray: WindowStats, stable: WindowStats, split: SplitStats, elapsedSeconds: number): Analysis | null {
+export function analyzeStep(step: PlanStep, gates: Gates, gray: WindowStats, stable: WindowStats, split: SplitStats, elapsedSeconds: number, earlier: WindowStats | null = null): Analysis | null {
   const base = { checks: [] as Check[], gray, stable, split: { ...split, configuredPercent: step.percentBps / 100 } };
   const enough = gray.requests >= step.minRequests && elapsedSeconds >= step.minSeconds;
-  if (!enough) {
+  const baseline = stable.requests >= step.minRequests ? stable : earlier;
+  if (!enough || baseline === null) {
     if (elapsedSeconds < step.maxSeconds) return null;
-    return { ...base, verdict: 'inconclusive', why: `after ${elapsedSeconds.toFixed(1)} s gray served ${gray.requests} of the ${step.minRequests} requests the step needs` };
+    const short = !enough ? `gray served ${gray.requests}` : `stable served ${stable.requests}, and no earlier step had a stable baseline`;
+    return { ...base, verdict: 'inconclusive', why: `after ${elapsedSeconds.toFixed(1)} s ${short} of the ${step.minRequests} requests the step needs` };
   }
-  if (stable.requests === 0 || stable.approvals === 0) {
-    return { ...base, verdict: 'fail', why: 'the stable baseline is empty (no requests or no approvals): fails closed' };
+  if (baseline.approvals === 0) {
+    return { ...base, verdict: 'fail', why: 'the stable baseline has no approvals: fails closed' };
   }
-  const checks = compare(gates, gray, stable);
+  const checks = compare(gates, gray, baseline);
+  if (baseline !== stable) base.stable = baseline;
   if (!step.whitelistOnly && step.percentBps > 0 && split.decided >= step.minRequests) {
     const observed = rate(split.gray, split.decided);
     const configured = step.percentBps / 10_000;
@@ -181,11 +190,11 @@ function parseStep(value: unknown, field: string): PlanStep | ApiError {
   if (whitelistOnly && step['percent'] !== undefined) return new ApiError('INVALID_FIELD', `${field} is whitelist only and has no percent`, `${field}.percent`);
   const percentBps = whitelistOnly ? 0 : percentToBps(step['percent']);
   if (percentBps === null || (!whitelistOnly && percentBps === 0)) return new ApiError('INVALID_FIELD', `${field}.percent is a number above 0 and at most 100, two decimals at most`, `${field}.percent`);
-  const minSeconds = integerIn(step['minSeconds'] ?? defaultStepSeconds.min, 1, grayLimits.stepSecondsMax);
+  const minSeconds = integerIn((step['minSeconds'] === undefined ? defaultStepSeconds.min : step['minSeconds']), 1, grayLimits.stepSecondsMax);
   if (minSeconds === null) return new ApiError('INVALID_FIELD', `${field}.minSeconds is an integer 1..${grayLimits.stepSecondsMax}`, `${field}.minSeconds`);
-  const minRequests = integerIn(step['minRequests'] ?? 100, 1, grayLimits.stepRequestsMax);
+  const minRequests = integerIn((step['minRequests'] === undefined ? 100 : step['minRequests']), 1, grayLimits.stepRequestsMax);
   if (minRequests === null) return new ApiError('INVALID_FIELD', `${field}.minRequests is an integer 1..${grayLimits.stepRequestsMax}`, `${field}.minRequests`);
-  const maxSeconds = integerIn(step['maxSeconds'] ?? minSeconds * defaultStepSeconds.maxFactor, minSeconds, grayLimits.stepSecondsMax);
+  const maxSeconds = integerIn((step['maxSeconds'] === undefined ? minSeconds * defaultStepSeconds.maxFactor : step['maxSeconds']), minSeconds, grayLimits.stepSecondsMax);
   if (maxSeconds === null) return new ApiError('INVALID_FIELD', `${field}.maxSeconds is an integer from minSeconds to ${grayLimits.stepSecondsMax}`, `${field}.maxSeconds`);
   return { percentBps, whitelistOnly, minSeconds, minRequests, maxSeconds };
 }

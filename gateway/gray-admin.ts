@@ -83,9 +83,19 @@ export class GrayAdmin {
     };
     const run = method === 'POST' ? commands[path] : undefined;
     if (run === undefined) return new ApiError('NOT_FOUND', `no route ${method} ${path}`, null);
-    for (const key of Object.keys(body)) if (key !== 'reason') return new ApiError('UNKNOWN_FIELD', `unknown field "${key}"`, key);
+    const promote = path === '/admin/gray/promote';
+    for (const key of Object.keys(body)) {
+      if (key !== 'reason' && !(promote && key === 'expectPromotedUnits')) return new ApiError('UNKNOWN_FIELD', `unknown field "${key}"`, key);
+    }
     const reason = parseReason(body['reason']);
     if (reason instanceof ApiError) return reason;
+    if (promote && body['expectPromotedUnits'] !== undefined) {
+      const expected = body['expectPromotedUnits'];
+      if (!Array.isArray(expected) || !expected.every((unitId) => typeof unitId === 'string' && this.unitIds.includes(unitId))) {
+        return new ApiError('INVALID_FIELD', 'expectPromotedUnits is the list of unit ids promoted before this promote (GET /admin/gray: promotedUnits)', 'expectPromotedUnits');
+      }
+      return controller.promote({ who, reason }, expected as string[]);
+    }
     return run({ who, reason });
   }
 

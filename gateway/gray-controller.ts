@@ -1,5 +1,5 @@
 import { ApiError } from '../domain/errors.js';
-import { analyzeStep, type PlanSpec, type PlanStep } from '../domain/gray-plan.js';
+import { analyzeStep, type PlanSpec, type PlanStep, type WindowStats } from '../domain/gray-plan.js';
 import {
   compileRules, decideVersion, describeRules, emptyRules, type CompiledRules, type GrayDecision, type GrayRules, type Version,
 } from '../domain/gray.js';
@@ -30,6 +30,8 @@ export interface GrayControllerOptions {
   onRulesChange: (rules: GrayRules) => void;
   /** An account id's key on the authorization path: the card prefix its cards carry. */
   accountKeyOf: (accountId: string) => string;
+  /** Whether a unit's gray instance answers now (promote refuses a down one). */
+  grayInstanceUp: (unitId: string) => boolean;
 }
 
 export interface Actor {
@@ -45,6 +47,8 @@ export class GrayController {
   private window: GrayWindow;
   /** When the current plan step started (this process's clock). */
   private stepStartedMs = 0;
+  /** The stable window of the plan's last passed step with enough stable requests: the baseline of steps that have too few. */
+  private baseline: WindowStats | null = null;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly options: GrayControllerOptions) {
@@ -134,6 +138,7 @@ export class GrayController {
     }
     const id = this.state.planSeq + 1;
     const plan: PlanRecord = { id, spec, state: 'running', stepIndex: 0, note: '', analyses: [] };
+    this.baseline = null;
     return this.change('plan.start', actor, { ...this.state, planSeq: id, plan, rules: { ...this.state.rules, percentBps: first.percentBps } });
   }
 
@@ -168,12 +173,20 @@ export class GrayController {
    * becomes the stable one and the former stable instance takes the gray slot
    * (where the next release will be deployed). Gray traffic goes back to zero.
    */
-  promote(actor: Actor): AuditEntry | ApiError {
+  promote(actor: Actor, expectPromotedUnits: readonly string[] | null = null): AuditEntry | ApiError {
     const plan = this.state.plan;
     if (plan !== null && (plan.state === 'running' || plan.state === 'paused')) {
       return new ApiError('GRAY_PLAN_ACTIVE', `plan ${plan.id} is ${plan.state}; let it complete or abort it first`, null);
     }
     if (this.options.unitsWithGray.size === 0) return new ApiError('GRAY_NO_INSTANCE', 'no unit runs a gray instance', null);
+    // A promote swaps the instances: sent twice (a retry after a timeout) it would
+    // swap them back. The caller says which state it promotes from.
+    if (expectPromotedUnits !== null && [...expectPromotedUnits].sort().join(',') !== this.state.promotedUnits.join(',')) {
+      return new ApiError('GRAY_STATE_CHANGED', `the promoted units are [${this.state.promotedUnits.join(', ')}], not [${expectPromotedUnits.join(', ')}]: nothing was changed`, 'expectPromotedUnits');
+    }
+    // The gray instance becomes the one every request of its unit goes to: it must be up.
+    const down = [...this.options.unitsWithGray].filter((unitId) => !this.options.grayInstanceUp(unitId)).sort();
+    if (down.length > 0) return new ApiError('GRAY_NO_INSTANCE', `the gray instance of ${down.join(', ')} is down: promoting it would leave the unit without an instance`, null);
     const promoted = new Set(this.state.promotedUnits);
     for (const unitId of this.options.unitsWithGray) {
       if (promoted.has(unitId)) promoted.delete(unitId);
@@ -188,7 +201,13 @@ export class GrayController {
     const before = summary(this.state);
     const after = summary(next);
     const entry = this.options.store.append({ who: actor.who, action, reason: actor.reason, before, after, ...(evidence === undefined ? {} : { evidence }) }, nowMs);
-    this.options.store.saveState(next);
+    try {
+      this.options.store.saveState(next);
+    } catch (error) {
+      // The audit already says it was done: it also says that it was not applied.
+      this.options.store.append({ who: actor.who, action: `${action}.failed`, reason: `not applied: the state could not be saved (${String(error)})`, before, after: before }, nowMs);
+      throw error;
+    }
     this.state = next;
     this.compiled = compileRules(next.rules, this.options.accountKeyOf);
     this.idle = isIdle(next.rules);
@@ -199,14 +218,25 @@ export class GrayController {
     return entry;
   }
 
-  /** Runs the plan: analyzes the current step and moves on, aborts, or pauses. */
+  /** The plan's timer: a failure (the state file cannot be written) is logged; the gateway goes on serving. */
   private tick(): void {
+    try {
+      this.runPlan();
+    } catch (error) {
+      this.options.log.error('gray release plan step failed; retrying at the next tick', { error: String(error) });
+    }
+  }
+
+  /** Runs the plan: analyzes the current step and moves on, aborts, or pauses. */
+  private runPlan(): void {
     const plan = this.state.plan;
     if (plan === null || plan.state !== 'running') return;
     const step = plan.spec.steps[plan.stepIndex] as PlanStep;
     const elapsedSeconds = (this.options.nowMs() - this.stepStartedMs) / 1000;
-    const analysis = analyzeStep(step, plan.spec.gates, this.window.stats('gray'), this.window.stats('stable'), this.window.splitStats(), elapsedSeconds);
+    const stable = this.window.stats('stable');
+    const analysis = analyzeStep(step, plan.spec.gates, this.window.stats('gray'), stable, this.window.splitStats(), elapsedSeconds, this.baseline);
     if (analysis === null) return;
+    if (analysis.verdict === 'pass' && stable.requests >= step.minRequests) this.baseline = stable;
     const analyses = [...plan.analyses, { stepIndex: plan.stepIndex, at: new Date(this.options.nowMs()).toISOString(), ...analysis }];
     const recorded = { ...plan, analyses };
     const actor = { who: 'gray-analysis', reason: `step ${plan.stepIndex + 1} of ${plan.spec.steps.length}: ${analysis.verdict}, ${analysis.why}` };

@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { appendDurably, fsyncDirectory } from '../domain/durable-file.js';
+import { appendDurably, fsyncDirectory, readCompleteLines } from '../domain/durable-file.js';
 import type { Analysis, PlanSpec } from '../domain/gray-plan.js';
 import { assertRules, emptyRules, type GrayRules } from '../domain/gray.js';
 import { assert } from '../domain/limits.js';
@@ -105,16 +105,11 @@ export class GrayStore {
       writeFileSync(this.auditPath, '');
       return;
     }
-    const lines = readFileSync(this.auditPath, 'utf8').split('\n');
-    for (const line of lines) {
-      if (line.length === 0) continue;
-      try {
-        const entry = JSON.parse(line) as AuditEntry;
-        this.audit.push(entry);
-        this.auditSeq = Math.max(this.auditSeq, entry.seq);
-      } catch {
-        // A torn last line from a crash mid-append: the change it described never answered.
-      }
+    // A torn last line (a crash mid-append: the change it described never answered) is cut off.
+    for (const line of readCompleteLines(this.auditPath)) {
+      const entry = JSON.parse(line) as AuditEntry;
+      this.audit.push(entry);
+      this.auditSeq = Math.max(this.auditSeq, entry.seq);
     }
     if (this.audit.length > auditEntriesKeptInMemoryMax) this.audit.splice(0, this.audit.length - auditEntriesKeptInMemoryMax);
   }

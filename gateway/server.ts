@@ -93,6 +93,10 @@ export class GatewayServer {
       unitsWithGray: new Set(file.units.filter((unit) => unit.gray !== undefined).map((unit) => unit.id)),
       onRulesChange: (rules) => this.metrics.grayPercent.set(rules.percentBps / 100),
       accountKeyOf: (accountId) => options.cardKeys.cardNumber.cardPrefix(accountId),
+      grayInstanceUp: (unitId) => {
+        const client = this.client(unitId, 'gray');
+        return client !== null && !client.isDown;
+      },
     });
     const hashCard = (pan: string): string => panHash(options.cardKeys, pan).toString('hex');
     this.grayAdmin = new GrayAdmin(this.gray, this.adminAuth, unitIds, hashCard, () => this.describeInstances());

@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { appendDurably } from '../domain/durable-file.js';
+import { appendDurably, readCompleteLines } from '../domain/durable-file.js';
 import { assert } from '../domain/limits.js';
 import type { Logger } from '../domain/log.js';
 import type { Money } from '../domain/money.js';
@@ -140,18 +140,13 @@ export class StandIn {
 
   /** A gateway restart keeps the advices not yet replayed. */
   private load(): void {
-    if (!existsSync(this.path)) return;
     const replayed = new Set<string>();
     const records: AdviceRecord[] = [];
-    for (const line of readFileSync(this.path, 'utf8').split('\n')) {
-      if (line === '') continue;
-      try {
-        const value = JSON.parse(line) as AdviceRecord | { replayed: string };
-        if ('replayed' in value) replayed.add(value.replayed);
-        else records.push(value);
-      } catch {
-        // A torn last line: that advice was never answered.
-      }
+    // A torn last line (a crash mid-append) was never answered: readCompleteLines cuts it off.
+    for (const line of readCompleteLines(this.path)) {
+      const value = JSON.parse(line) as AdviceRecord | { replayed: string };
+      if ('replayed' in value) replayed.add(value.replayed);
+      else records.push(value);
     }
     for (const record of records) {
       if (replayed.has(record.advice.authorizationId)) continue;

@@ -1,4 +1,8 @@
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { appendDurably, readCompleteLines } from '../domain/durable-file.js';
 import { CardNumberCipher } from '../domain/card-number.js';
 import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
 import { luhnCheckDigit, luhnValid } from '../domain/luhn.js';
@@ -158,5 +162,25 @@ describe('bulk issuance inputs', () => {
     expect(parseApplicants('[{"id":"B1","score":640,"product":"platinum"}]', 'json')).toEqual([{ id: 'B1', score: 640, product: 'platinum' }]);
     expect(() => parseApplicants('id,score\nA1,high\n', 'csv')).toThrow(/applicant 1/);
     expect(() => parseApplicants('name,score\nA1,700\n', 'csv')).toThrow(/header/);
+  });
+});
+
+describe('append-only files', () => {
+  it('cut a torn last line off, so that the next append is not glued onto it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dsu-append-'));
+    try {
+      const path = join(dir, 'log.ndjson');
+      expect(readCompleteLines(path)).toEqual([]);
+      appendDurably(path, '{"seq":1}\n');
+      appendDurably(path, '{"seq":2}\n');
+      // A crash in the middle of the third append.
+      appendFileSync(path, '{"seq":3,"at');
+      expect(readCompleteLines(path)).toEqual(['{"seq":1}', '{"seq":2}']);
+      appendDurably(path, '{"seq":3}\n');
+      expect(readCompleteLines(path)).toEqual(['{"seq":1}', '{"seq":2}', '{"seq":3}']);
+      expect(readFileSync(path, 'utf8')).toBe('{"seq":1}\n{"seq":2}\n{"seq":3}\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,5 +1,11 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { analyzeStep, defaultGates, parsePlan, type PlanStep, type WindowStats } from '../domain/gray-plan.js';
+import { createLogger } from '../domain/log.js';
+import { GrayController } from '../gateway/gray-controller.js';
+import { GrayStore } from '../gateway/gray-store.js';
 import { accountBucket, compileRules, decideVersion, emptyRules, parseRulesUpdate, type GrayRules, type RequestFacts } from '../domain/gray.js';
 import { ApiError } from '../domain/errors.js';
 import { makeAccountId } from '../domain/pan.js';
@@ -87,9 +93,20 @@ describe('release plan analysis', () => {
     expect(analyzeStep(step, defaultGates, window(99, 95), window(900, 860), split, 60)?.verdict).toBe('inconclusive');
   });
 
-  it('fails closed on an empty baseline', () => {
-    expect(analyzeStep(step, defaultGates, window(200, 190), window(0, 0), split, 20)?.verdict).toBe('fail');
+  it('fails closed on a baseline without approvals', () => {
     expect(analyzeStep(step, defaultGates, window(200, 190), window(900, 0), split, 20)?.verdict).toBe('fail');
+  });
+
+  it('judges a step with too few stable requests (100%: none) against the last step that had them, and waits without one', () => {
+    const all: PlanStep = { ...step, percentBps: 10_000 };
+    const none = { decided: 1_000, gray: 1_000 };
+    // No stable request at 100%, or a thin one at 99%: one stable decline must not abort the release.
+    expect(analyzeStep(all, defaultGates, window(200, 190), window(0, 0), none, 20)).toBeNull();
+    expect(analyzeStep(all, defaultGates, window(200, 190), window(0, 0), none, 60)?.verdict).toBe('inconclusive');
+    expect(analyzeStep(all, defaultGates, window(200, 190), window(0, 0), none, 20, window(900, 860))?.verdict).toBe('pass');
+    expect(analyzeStep({ ...step, percentBps: 9_900 }, defaultGates, window(200, 190), window(2, 0), { decided: 1_000, gray: 990 }, 20, window(900, 860))?.verdict).toBe('pass');
+    // The earlier baseline still catches a gray that declines.
+    expect(analyzeStep(all, defaultGates, window(200, 120), window(0, 0), none, 20, window(900, 860))?.verdict).toBe('fail');
   });
 
   it('passes a gray that behaves like stable and fails one that declines, errs, slows down or drifts', () => {
@@ -110,8 +127,61 @@ describe('release plan analysis', () => {
     expect(fields({ steps: [{ whitelistOnly: true, percent: 5 }] })).toBe('steps[0].percent');
     expect(fields({ steps: [] })).toBe('steps');
     expect(fields({ steps: [{ percent: 5, minSeconds: 0 }] })).toBe('steps[0].minSeconds');
+    // null is not absent: a client that sent NaN as JSON (null) must not get the default.
+    expect(fields({ steps: [{ percent: 5, minRequests: null }] })).toBe('steps[0].minRequests');
+    expect(fields({ steps: [{ percent: 5, maxSeconds: null }] })).toBe('steps[0].maxSeconds');
     expect(fields({ steps: [{ percent: 5 }], gates: { p99RatioMax: -1 } })).toBe('gates.p99RatioMax');
     // A name every object inherits is no gate either.
     expect(parsePlan({ steps: [{ percent: 5 }], gates: { toString: 1 } })).toMatchObject({ code: 'UNKNOWN_FIELD', field: 'gates.toString' });
+  });
+});
+
+describe('the gray release controller', () => {
+  it('says in its audit when a change could not be saved, and keeps the rules it had', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dsu-gray-'));
+    const store = new GrayStore(dir);
+    const controller = new GrayController({
+      store, unitIds: ['dsu-1'], unitsWithGray: new Set(['dsu-1']), log: createLogger('test', () => {}), nowMs: () => Date.now(),
+      onRulesChange: () => {}, accountKeyOf: (accountId) => accountId, grayInstanceUp: () => true,
+    });
+    try {
+      // The state file cannot be written: its temporary name is taken by a folder.
+      mkdirSync(join(dir, 'gray-state.json.tmp'));
+      const actor = { who: 'test', reason: 'half of the accounts' };
+      expect(() => controller.updateRules({ ...emptyRules, percentBps: 5_000 }, actor)).toThrow();
+      expect(controller.rules.percentBps).toBe(0);
+      const history = controller.history(10, 0);
+      expect(history.map((entry) => entry.action)).toEqual(['rules.failed', 'rules']);
+      expect(history[0]!.reason).toMatch(/^not applied/);
+    } finally {
+      controller.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('promote', () => {
+  it('is refused when sent again from a state that has changed, or while a gray instance is down', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dsu-gray-'));
+    let grayUp = false;
+    const controller = new GrayController({
+      store: new GrayStore(dir), unitIds: ['dsu-1', 'dsu-2'], unitsWithGray: new Set(['dsu-1']), log: createLogger('test', () => {}), nowMs: () => Date.now(),
+      onRulesChange: () => {}, accountKeyOf: (accountId) => accountId, grayInstanceUp: () => grayUp,
+    });
+    try {
+      const actor = { who: 'test', reason: 'release 2' };
+      expect(controller.promote(actor, [])).toMatchObject({ code: 'GRAY_NO_INSTANCE' });
+      grayUp = true;
+      expect(controller.promote(actor, [])).toMatchObject({ action: 'promote' });
+      expect(controller.stableSlot('dsu-1')).toBe(1);
+      // The same command again (a retry after a timeout) would swap the instances back.
+      expect(controller.promote(actor, [])).toMatchObject({ code: 'GRAY_STATE_CHANGED', field: 'expectPromotedUnits' });
+      expect(controller.stableSlot('dsu-1')).toBe(1);
+      expect(controller.promote(actor, ['dsu-1'])).toMatchObject({ action: 'promote' });
+      expect(controller.stableSlot('dsu-1')).toBe(0);
+    } finally {
+      controller.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
