@@ -96,8 +96,16 @@ export class PhaseCollector {
     this.#second(nowMs).sent += 1;
   }
 
-  recordError(nowMs: number, kind: 'connection' | 'timeout'): void {
-    this.#second(nowMs).errors[kind] += 1;
+  /**
+   * A request that got no answer. With `unansweredMs` (fixed-rate runs: the
+   * timeout) it also counts in the corrected latency at that value, a lower bound
+   * of its latency: left out, the requests that fared worst would vanish from the
+   * percentiles, and an overloaded run would show a better p99 than a healthy one.
+   */
+  recordError(nowMs: number, kind: 'connection' | 'timeout', unansweredMs: number | null = null): void {
+    const live = this.#second(nowMs);
+    live.errors[kind] += 1;
+    if (unansweredMs !== null) live.histogram.recordMs(unansweredMs);
   }
 
   recordResponse(sample: ResponseSample): void {

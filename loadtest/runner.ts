@@ -202,7 +202,9 @@ async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate:
   const { workload } = options;
   const sink: PacedSink = {
     sent: (intendedMs) => collector.recordSent(intendedMs),
-    failed: (nowMs, kind) => collector.recordError(nowMs, kind),
+    // Refused at the outstanding bound, timed out, abandoned at the end or failed on
+    // the connection: no answer, so at least the timeout in the corrected latency.
+    failed: (nowMs, kind) => collector.recordError(nowMs, kind, timeoutSeconds * 1000),
     answered: (answer, nowMs) => {
       raw.recordMs(nowMs - answer.writtenMs);
       recordAnswer(collector, workload, answer.request, answer.status, answer.bodyText(), nowMs, nowMs - answer.intendedMs);

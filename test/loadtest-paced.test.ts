@@ -153,6 +153,10 @@ describe('fixed-rate phase (paced sender)', () => {
     expect(totals.completed + totals.errors.timeout + totals.errors.connection).toBe(rate);
     expect(totals.sent).toBeLessThanOrEqual(outstandingMax + totals.completed);
     expect(totals.errors.timeout).toBeGreaterThan(rate / 2);
+    // The requests without an answer count in the corrected latency at the timeout, at least:
+    // more than half of them had none, so the median is there, not at a healthy answer's latency.
+    expect(totals.latencyMs.count).toBe(rate);
+    expect(totals.latencyMs.p50).toBeGreaterThanOrEqual(timeoutSeconds * 1000 - 1);
   });
 
   it('hands each answer to the sink with its intended and written times', async () => {
