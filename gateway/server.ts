@@ -328,7 +328,12 @@ export class GatewayServer {
     this.inflight.set(channel, inflight + 1);
     this.metrics.inflightChange(channel, 1);
     const unitId = this.router.unitOfCardPrefix(pan.cardPrefix);
-    const decided = this.gray.decide(force, pan.cardPrefix, channel, unitId, () => panHash(this.options.cardKeys, auth.card.number).toString('hex')).version;
+    const decision = this.gray.decide(force, pan.cardPrefix, channel, unitId, () => panHash(this.options.cardKeys, auth.card.number).toString('hex'));
+    const decided = decision.version;
+    // Only requests the release rules put on either side (percentage, whitelist) are
+    // compared by a plan's gates; probes and traffic kept stable by the channel or
+    // unit scope would make stable a different population from gray.
+    const compared = decision.reason === 'percent' || decision.reason === 'whitelist';
     const picked = this.pick(unitId, decided);
     const version = picked === null ? decided : picked.version;
     const done = (answer: ResultLine | null): void => {
@@ -338,11 +343,11 @@ export class GatewayServer {
       const result = answer === null ? this.standInAnswer(unitId, key, auth) : answer;
       if (result === null) {
         this.metrics.onAuthorization(channel, unitId, version, false, responseCodes.unitUnavailable);
-        this.gray.onAnswer(version, 200, responseCodes.unitUnavailable, false, latencyMs);
+        if (compared) this.gray.onAnswer(version, 200, responseCodes.unitUnavailable, false, latencyMs);
         reply.send(200, JSON.stringify(declineBody(responseCodes.unitUnavailable, unitId, version)));
       } else {
         this.metrics.onAuthorization(channel, unitId, version, result.approved, result.code);
-        this.gray.onAnswer(version, result.status, result.code, result.approved, latencyMs);
+        if (compared) this.gray.onAnswer(version, result.status, result.code, result.approved, latencyMs);
         reply.send(result.status, result.body);
       }
       this.metrics.onRequest('authorize', latencyMs / 1000);

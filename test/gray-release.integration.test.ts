@@ -177,6 +177,22 @@ describe('gray release', () => {
     await setGray({ percent: 0, reason: 'split checked' });
   });
 
+  it('compares only what the rules put on either side: no probes, nothing the channel scope kept stable', async () => {
+    await setGray({ percent: 100, channels: ['ecommerce'], reason: 'ecommerce first' });
+    const ecommerce = (card: IssuedCard) => ({ ...cardPurchase(card, 1_000), channel: 'ecommerce' });
+    for (const [i, card] of cards.slice(0, 20).entries()) {
+      // Kept stable by the channel scope; a stable probe; then the compared request.
+      await call(base, 'POST', '/v1/authorizations', cardPurchase(card, 1_000), { 'idempotency-key': `scope-pos-${i}` });
+      await call(base, 'POST', '/v1/authorizations', ecommerce(card), { 'idempotency-key': `scope-probe-${i}`, 'x-gray': 'off' });
+      const compared = await call(base, 'POST', '/v1/authorizations', ecommerce(card), { 'idempotency-key': `scope-ecommerce-${i}` });
+      expect(compared.body.version).toBe('gray');
+    }
+    const { window } = await grayStatus();
+    expect(window.gray.requests).toBe(20);
+    expect(window.stable.requests).toBe(0);
+    await setGray({ percent: 0, channels: [], reason: 'scope checked' });
+  });
+
   it('aborts a release plan automatically when gray declines too much, failing no request', async () => {
     const plan = await call(base, 'POST', '/admin/gray/plans', {
       steps: [{ percent: 20, minSeconds: 1, minRequests: 150, maxSeconds: 30 }, { percent: 50, minSeconds: 1, minRequests: 150 }],
