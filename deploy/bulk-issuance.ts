@@ -108,11 +108,13 @@ export async function issueCards(options: IssuanceOptions): Promise<IssuanceSumm
       options.onProgress?.(done, eligible.length);
     }
   };
-  try {
-    await Promise.all(Array.from({ length: concurrency }, worker));
-  } finally {
-    closeSync(file);
-  }
+  // Every worker has stopped writing before the file is closed, even when one failed
+  // (Promise.all would close it under the others, whose writes could then land in
+  // whatever file reused the descriptor).
+  const outcomes = await Promise.allSettled(Array.from({ length: concurrency }, worker));
+  closeSync(file);
+  const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failure !== undefined) throw (failure as PromiseRejectedResult).reason;
   const seconds = (performance.now() - started) / 1000;
   return { ...summary, seconds, cardsPerSecond: summary.issued / Math.max(seconds, 1e-9) };
 }

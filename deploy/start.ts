@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { demoAdminToken } from '../gateway/admin-auth.js';
@@ -57,6 +57,9 @@ async function main(): Promise<void> {
   // A unit runs a gray instance or a standby, not both (domain/topology.ts): the gray
   // instance's commits would land in one copy's store and never reach the other.
   if (ha && values['no-gray'] !== true) process.stdout.write('--ha: starting no gray instances (a unit runs a gray instance or an HA standby, not both)\n');
+  // Checked before anything starts: a typo must not leave a cluster without its demo portfolio.
+  if (!/^[0-9]+$/.test(values['demo-accounts'] ?? '')) throw new Error(`--demo-accounts must be a whole number, got "${values['demo-accounts']}"`);
+  const demoAccounts = Number(values['demo-accounts']);
   const cluster = new Cluster({
     root, gatewayPort, fixedUnitPorts: true, base, gray: !ha && values['no-gray'] !== true, ha, superviseCopies: ha,
     onLauncherLine: (line) => process.stdout.write(`[launcher] ${line}\n`),
@@ -74,12 +77,17 @@ async function main(): Promise<void> {
     throw error;
   }
   const cardsPath = join(root, 'cards.ndjson');
-  const demoAccounts = Number(values['demo-accounts']);
+
   if (values['no-demo'] !== true && !existsSync(cardsPath) && demoAccounts > 0) {
+    // Issued into a file of its own, renamed into place once whole: a start stopped
+    // halfway leaves no partial portfolio that the next start would take for done.
+    const partial = `${cardsPath}.partial`;
+    rmSync(partial, { force: true });
     const summary = await issueCards({
       gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(demoAccounts, 1), bands: cluster.topology.issuance.scoreBands,
-      currency: cluster.topology.issuance.currency, cardsPath,
+      currency: cluster.topology.issuance.currency, cardsPath: partial,
     });
+    renameSync(partial, cardsPath);
     process.stdout.write(`demo portfolio: ${summary.issued} cards issued (${summary.declined} applicants declined by score) in ${summary.seconds.toFixed(1)} s -> ${cardsPath}\n`);
   }
   process.stdout.write(`\ngateway  ${cluster.gatewayUrl}   (POST /v1/authorizations, GET /healthz, GET /metrics, /admin/gray${ha ? ', /admin/ha' : ''})\n`);
