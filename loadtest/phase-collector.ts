@@ -68,6 +68,8 @@ export class PhaseCollector {
   readonly #live = new Map<number, LiveSecond>();
   readonly #finalized: SecondBucket[] = [];
   readonly #total = newLiveSecond();
+  /** What happened after the planned end of the phase (see #second). */
+  readonly #drain = newLiveSecond();
   readonly #raw = new LatencyHistogram();
   readonly #byKind = new Breakdown();
   #correctionSamples = 0;
@@ -82,7 +84,12 @@ export class PhaseCollector {
 
   #second(nowMs: number): LiveSecond {
     const lastIndex = this.#options.durationSeconds === null ? Infinity : this.#options.durationSeconds - 1;
-    const index = Math.max(this.#nextToFinalize, Math.min(lastIndex, Math.floor((nowMs - this.#options.startMs + boundaryToleranceMs) / 1000)));
+    const at = Math.floor((nowMs - this.#options.startMs + boundaryToleranceMs) / 1000);
+    // After the planned end (answers drained, requests abandoned at the end) a sample
+    // counts in the phase's totals but in none of its seconds: piled into the last
+    // second it made that second's throughput look higher than anything sent.
+    if (at > lastIndex) return this.#drain;
+    const index = Math.max(this.#nextToFinalize, at);
     assertLoadtest(index <= loadtestLimits.phaseSecondsMax + 1, 'phase second within bounds');
     let live = this.#live.get(index);
     if (live === undefined) {
@@ -193,7 +200,10 @@ export class PhaseCollector {
 
   /** Finalizes what is left and returns the phase totals. */
   finish(endMs: number): PhaseTotals {
-    if (!this.#absorbing) this.flushThrough(endMs, endMs);
+    if (!this.#absorbing) {
+      this.flushThrough(endMs, endMs);
+      mergeLive(this.#drain, this.#total);
+    }
     const total = this.#total;
     const elapsedMs = Math.max(1, endMs - this.#options.startMs);
     const fullRates = this.#finalized.filter((bucket) => bucket.spanMs >= 1000).map((bucket) => bucket.completed);

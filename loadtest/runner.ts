@@ -237,9 +237,9 @@ async function superviseEngine(
     for (const bucket of buckets) options.onSecond?.(bucket);
   };
   // Four checks a second so a second is reported soon after it ends. The last
-  // planned second is left to collector.finish(): answers still arriving after
-  // the planned end (the fixed-rate sender waits for them) belong to it, and a
-  // flush before they arrive would open a nearly empty extra second for them.
+  // planned second is left to collector.finish(), which closes it at the planned
+  // end; answers still arriving after it (the fixed-rate sender waits for them)
+  // count in the phase's totals and latency, in no second of its own.
   const flushNotPastMs = engine.plannedEndMs - 1;
   const ticker = setInterval(() => report(collector.flushThrough(Math.min(clock(), flushNotPastMs))), 250);
   const stop = (): void => engine.stop();

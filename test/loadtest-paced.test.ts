@@ -159,6 +159,20 @@ describe('fixed-rate phase (paced sender)', () => {
     expect(totals.latencyMs.p50).toBeGreaterThanOrEqual(timeoutSeconds * 1000 - 1);
   });
 
+  it('counts answers that arrive after the planned end in the totals, not in the last second', async () => {
+    // Every answer takes 600 ms: a third of them arrive after the 2 s the phase lasts.
+    gateway.delayMs = 600;
+    const { workload } = countingWorkload(5);
+    const phase = await runPhase({ url: gateway.url, workload, mode: 'rate', rate: 100, connections: 100, durationSeconds: 2, timeoutSeconds: 3 });
+    const { totals } = phase;
+    expect(totals.completed).toBe(200);
+    const perSecond = phase.seconds.map((second) => second.completed);
+    expect(perSecond.reduce((sum, count) => sum + count, 0)).toBeLessThan(200);
+    // No second shows more answers than were sent in a second.
+    expect(totals.throughputMax).toBeLessThanOrEqual(100 + 5);
+    expect(totals.latencyMs.count).toBe(200);
+  });
+
   it('hands each answer to the sink with its intended and written times', async () => {
     gateway.delayMs = 3;
     const { workload } = countingWorkload(4);
