@@ -100,9 +100,7 @@ class RawConnection {
     const socket = this.socket;
     if (socket === null) return;
     this.socket = null;
-    socket.removeAllListeners('data');
-    socket.removeAllListeners('close');
-    socket.on('error', () => {});
+    detach(socket);
     socket.destroy();
     const exchange = this.exchange;
     this.exchange = null;
@@ -236,9 +234,10 @@ class RawConnection {
       // The server closes after this answer: the next request opens a new connection.
       const socket = this.socket;
       this.socket = null;
-      socket?.removeAllListeners('close');
-      socket?.on('error', () => {});
-      socket?.end();
+      if (socket !== null) {
+        detach(socket);
+        socket.end();
+      }
     }
     if (exchange === null) return;
     exchange.onAnswer(status, body, bodyBytes);
@@ -325,4 +324,16 @@ export class RawHttpClient {
     for (const connection of this.all) connection.fail('connection');
     for (const pending of waiting) pending.exchange.onFailure('connection');
   }
+}
+
+/**
+ * A socket this connection is done with: its events no longer reach the connection,
+ * which may already have opened the next socket (an error from the old one, after a
+ * `connection: close`, used to fail the request on the new one). Errors are swallowed.
+ */
+function detach(socket: Socket): void {
+  socket.removeAllListeners('data');
+  socket.removeAllListeners('close');
+  socket.removeAllListeners('error');
+  socket.on('error', () => {});
 }
