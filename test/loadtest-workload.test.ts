@@ -247,7 +247,9 @@ describe('workload follow-ups and retries', () => {
     for (let i = 0; i < 2_000; i += 1) {
       const request = model.next();
       expect(request.kind).not.toBe('reversal');
-      model.observe(request, i % 2 === 0 ? 200 : 429, { authorizationId: `x~${i}`, approved: false, responseCode: '51' });
+      // A decline (200, not approved), or an error status whose body would otherwise read as an approval.
+      const error = i % 2 === 1;
+      model.observe(request, error ? 429 : 200, { authorizationId: `x~${i}`, approved: error, responseCode: error ? '00' : '51' });
     }
     expect(model.approvalsRemembered).toBe(0);
   });

@@ -36,6 +36,7 @@ describe('a run of 20,000 authorizations over 10,000 accounts', () => {
     let next = 0;
     let reversals = 0;
     const total = 20_000;
+    let overLimitDeclines = 0;
     const worker = async (): Promise<void> => {
       while (next < total) {
         const i = next++;
@@ -51,6 +52,7 @@ describe('a run of 20,000 authorizations over 10,000 accounts', () => {
         };
         const answer = await call(cluster.gatewayUrl, 'POST', '/v1/authorizations', body, { 'idempotency-key': `run-${i}` });
         expect(answer.status).toBe(200);
+        if (answer.body.responseCode === '51') overLimitDeclines++;
         if (answer.body.approved !== true) continue;
         approved.set(answer.body.authorizationId as string, 1);
         if (i % 9 === 0) {
@@ -63,6 +65,8 @@ describe('a run of 20,000 authorizations over 10,000 accounts', () => {
     await Promise.all(Array.from({ length: 64 }, worker));
     expect(approved.size).toBeGreaterThan(10_000);
     expect(reversals).toBeGreaterThan(1_000);
+    // The hot accounts did reach their limit: the over-limit check below ran under pressure.
+    expect(overLimitDeclines).toBeGreaterThan(0);
     await cluster.stop();
 
     let holdsSeen = 0;

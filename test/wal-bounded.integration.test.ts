@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../deploy/cluster.js';
@@ -23,6 +23,15 @@ afterAll(async () => {
   await close();
 });
 
+/** The WAL header's checkpoint sequence: SQLite adds one each time the log is rewound and started again. */
+function walRewinds(path: string): number {
+  try {
+    return readFileSync(path).readUInt32BE(12);
+  } catch {
+    return 0;
+  }
+}
+
 function megabytes(path: string): number {
   try {
     return statSync(path).size / 2 ** 20;
@@ -36,6 +45,7 @@ describe('the unit store under steady writes', () => {
     const dataDir = (cluster.topology.units[0] as { dataDir: string }).dataDir;
     const wal = join(dataDir, 'unit.db-wal');
     let walMaxMb = 0;
+    const rewindsBefore = walRewinds(wal);
     const watch = setInterval(() => (walMaxMb = Math.max(walMaxMb, megabytes(wal))), 100);
     try {
       // About 360 MB of WAL frames if nothing rewound the log; 32 MB trigger a rewind.
@@ -56,9 +66,11 @@ describe('the unit store under steady writes', () => {
     const dbMb = megabytes(join(dataDir, 'unit.db'));
     expect(dbMb).toBeGreaterThan(10);
     expect(megabytes(wal)).toBeLessThanOrEqual(walBytesKeptMax / 2 ** 20);
+    // The log was rewound while the accounts were issued, not merely small enough.
+    expect(walRewinds(wal)).toBeGreaterThan(rewindsBefore);
     // Without the rewind the file ended at 358 MB here; with it, the peak while the
     // accounts were issued was a second or two of issuance (191 MB seen). The peak
-    // depends on the machine's pace, so it is reported, not asserted.
-    expect(walMaxMb).toBeGreaterThan(0);
+    // depends on the machine's pace, so it is printed, not asserted.
+    process.stdout.write(`wal-bounded: peak WAL ${walMaxMb.toFixed(1)} MB, final ${megabytes(wal).toFixed(1)} MB, database ${dbMb.toFixed(1)} MB\n`);
   });
 });
