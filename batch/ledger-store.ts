@@ -228,13 +228,15 @@ export function openLedger(path: string, options: LedgerOptions = {}): Database.
   } else {
     db.pragma('cache_size = -65536');
   }
+  const upgrading = existing && version !== ledgerSchemaVersion;
   db.transaction(() => {
     db.exec(schema);
     writeMeta(db, 'schemaVersion', String(ledgerSchemaVersion));
     // The sum of the postings the unit has applied, kept by the send step in the
     // transaction that marks them (see send-postings.ts). A ledger brought up from
-    // version 3 starts it from its outbox, once.
-    if (readMeta(db, sentMinorKey) === null) {
+    // version 3 starts it from its outbox, once, whatever counter it holds: some
+    // version 3 builds kept one, and older ones then marked postings without counting.
+    if (upgrading || readMeta(db, sentMinorKey) === null) {
       writeMeta(db, sentMinorKey, String(db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number));
     }
   }).immediate();

@@ -100,9 +100,16 @@ export class UnitClient {
   private settle(answer: WireAnswer, opsCount: number, callbacks: OpCallback[], started: bigint): void {
     let results: ResultLine[] | null = null;
     if (answer.ok) {
-      const answerLines = answer.text.split('\n');
-      assert(answerLines.length === opsCount, 'a unit answers every operation of a batch');
-      results = answerLines.map(decodeResultLine);
+      results = decodeAnswers(answer.text, opsCount);
+      if (results === null) {
+        // A unit (another release, a bug) answered what this gateway cannot read: the
+        // batch fails like a broken connection (its operations get 91 or are retried),
+        // and the connection goes, since later frames may be misaligned too. Thrown
+        // from the socket's data handler instead, it ended the gateway.
+        const reason = `the unit answered a batch of ${opsCount} that does not decode: ${answer.text.slice(0, 120)}`;
+        this.markDown(reason);
+        this.wire.abandon(reason);
+      }
     } else {
       this.markDown(answer.reason);
     }
@@ -123,5 +130,16 @@ export class UnitClient {
   async close(): Promise<void> {
     this.wire.close();
     await this.readPool.close();
+  }
+}
+
+/** A batch's answer lines, one per operation, or null when they do not decode. */
+function decodeAnswers(text: string, opsCount: number): ResultLine[] | null {
+  const lines = text.split('\n');
+  if (lines.length !== opsCount) return null;
+  try {
+    return lines.map(decodeResultLine);
+  } catch {
+    return null;
   }
 }

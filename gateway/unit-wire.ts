@@ -137,6 +137,11 @@ export class UnitWire {
     for (const callback of callbacks) callback({ ok: false, reason });
   }
 
+  /** The unit's answers cannot be trusted (one did not decode): drop the connection and every batch on it. */
+  abandon(reason: string): void {
+    if (this.socket !== null) this.fail(this.socket, reason);
+  }
+
   close(): void {
     clearInterval(this.timer);
     if (this.socket !== null) this.fail(this.socket, 'the gateway closed the connection');

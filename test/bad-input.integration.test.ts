@@ -81,6 +81,17 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     expect(await journalEnds()).toEqual(before);
   });
 
+  it('counts refused authorizations in the route\'s latency histogram', async () => {
+    const count = async (): Promise<number> => {
+      const text = String((await call(base, 'GET', '/metrics')).body);
+      return Number(/dsu_gateway_request_duration_seconds_count\{route="authorize"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    const before = await count();
+    await call(base, 'POST', '/v1/authorizations', '{"card": ', { 'idempotency-key': freshKey() });
+    await call(base, 'POST', '/v1/authorizations', purchase({ ...card, number: '6225880000000001' }, 100), { 'idempotency-key': freshKey() });
+    expect(await count()).toBe(before + 2);
+  });
+
   it('a missing or malformed Idempotency-Key', async () => {
     const before = await journalEnds();
     const missing = await call(base, 'POST', '/v1/authorizations', valid());
@@ -175,6 +186,7 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     const cases: Array<[string, string]> = [
       ['after=-1', 'after'], ['after=x', 'after'], ['limit=0', 'limit'], ['limit=10001', 'limit'],
       ['kinds=auth.approved;drop', 'kinds'], ['format=xml', 'format'],
+      [`kinds=${Array.from({ length: 33 }, (_, i) => `kind.${'x'.repeat(i + 1)}`).join(',')}`, 'kinds'],
     ];
     for (const [query, field] of cases) {
       const answer = await call(unitUrl, 'GET', `/v1/journal?${query}`);

@@ -76,6 +76,14 @@ it('brings a version 3 ledger up to version 4 in place, starting the count of po
   const third = openLedger(path);
   expect(readMeta(third, sentMinorKey)).toBe('950');
   third.close();
+  // A version 3 ledger that kept a counter (some version 3 builds did, and older ones
+  // then marked postings without counting): the upgrade starts it from the outbox too.
+  const stale = openLedger(path);
+  stale.exec("UPDATE meta SET value = '3' WHERE key = 'schemaVersion'; UPDATE meta SET value = '0' WHERE key = 'sentMinor'");
+  stale.close();
+  const recounted = openLedger(path);
+  expect(readMeta(recounted, sentMinorKey)).toBe('1949');
+  recounted.close();
 });
 
 it('refuses a run with another partition count than the ledger was split into, and records the first one', () => {

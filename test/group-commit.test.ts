@@ -124,3 +124,25 @@ it('refuses whole, writing nothing, the jobs waiting when the copy stops being p
   expect(guarded.pendingOps).toBe(0);
   expect(journal()).toBe(before);
 });
+
+it('counts each operation with the code it was answered with, after a rollback too', async () => {
+  const counted: string[] = [];
+  const stats = { onCommit: () => {}, onOp: (_op: UnitOp, code: string) => counted.push(code), onLockRetry: () => {} };
+  const counting = new GroupCommitter(databases.writer, engine, stats, createLogger('test', () => {}), () => {});
+  const submit = (ops: UnitOp[]) => new Promise<string[]>((resolve) => counting.submit({ ops, done: resolve }));
+  const [opened] = await submit(openings(1, 500));
+  const card = JSON.parse(decodeResultLine(opened as string).body).card as { number: string; expiry: string; cvv: string };
+  const authorize: UnitOp = {
+    op: 'authorize', idempotencyKey: 'count-1', pan: card.number, expiry: card.expiry, cvv: card.cvv, amount: { value: 100, currency: 'CNY' },
+    type: 'purchase', channel: 'pos', merchant: { id: 'm', mcc: '5411', country: 'CN' }, partialAllowed: false,
+  };
+  // The second operation cannot be applied (no such account id form): the whole transaction rolls back.
+  const broken: UnitOp = { op: 'openAccount', accountId: 'x', product: 'classic', creditLimit: { value: 1_000, currency: 'CNY' } };
+  counted.length = 0;
+  const lines = await submit([authorize, broken]);
+  expect(lines.map((line) => decodeResultLine(line).code)).toEqual(['96', '-']);
+  // The authorization was applied as an approval before the rollback; it is counted as what it was answered: 96.
+  expect(counted).toEqual(['96', '-']);
+  expect((await submit([{ ...authorize, idempotencyKey: 'count-2' }])).map((line) => decodeResultLine(line).code)).toEqual(['00']);
+  expect(counted).toEqual(['96', '-', '00']);
+});

@@ -1,7 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { UnitClient } from '../gateway/unit-client.js';
 import { UnitWire, type WireAnswer } from '../gateway/unit-wire.js';
+import { limits } from '../domain/limits.js';
 import { encodeFrame, FrameReader, frameKinds, framePayloadBytesMax } from '../domain/wire.js';
 import { attachWire, type BatchHandler, type WireEndpoint } from '../units/wire-server.js';
 import { createLogger } from '../domain/log.js';
@@ -105,5 +107,28 @@ describe('unit wire', () => {
     wire.close();
     wire = new UnitWire({ url: 'http://127.0.0.1:1', connectTimeoutMs: 200, answerTimeoutMs: 1_000 });
     expect(await send(wire, 'x')).toMatchObject({ ok: false });
+  });
+});
+
+describe('the gateway side of a unit answer that does not decode', () => {
+  it('fails that batch and keeps the gateway process up', async () => {
+    // A unit that answers one operation with two lines, then (on the next connection) with a line without its tab.
+    let answers = ['200 00 1\t{}\n200 00 1\t{}', 'no tab here'];
+    const url = await unitWith((_text, answer) => answer(frameKinds.results, answers.shift() ?? '200 00 1\t{"ok":true}'));
+    const client = new UnitClient('dsu-test', 'a', url, { onBatch: () => {} }, silent);
+    try {
+      const op = { op: 'openAccount', accountId: '62258800000001', product: 'classic', creditLimit: { value: 1_000, currency: 'CNY' } } as const;
+      const submit = () => new Promise<unknown>((resolve) => client.submit(op, resolve));
+      expect(await submit()).toBeNull();
+      expect(client.isDown).toBe(true);
+      answers = ['no tab here'];
+      await new Promise((resolve) => setTimeout(resolve, limits.unitDownBackoffMs + 50));
+      expect(await submit()).toBeNull();
+      await new Promise((resolve) => setTimeout(resolve, limits.unitDownBackoffMs + 50));
+      // A unit that answers properly again is used again, on a new connection.
+      expect(await submit()).toMatchObject({ status: 200, code: '00', approved: true });
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -64,8 +64,11 @@ export class FeedReader {
   render(unitId: string, request: FeedRequest): string {
     const accounting = request.format === 'accounting';
     const statement = this.statement(request.kinds, accounting ? accountingColumns : columns);
-    const rows = (request.kinds === null ? statement.all(request.after, request.limit) : statement.all(request.after, ...request.kinds, request.limit)) as unknown[];
-    const last = this.last.get() as number;
+    // One read transaction: lastSeq is that of the snapshot the page was read from.
+    const { rows, last } = this.readPage(() => ({
+      rows: (request.kinds === null ? statement.all(request.after, request.limit) : statement.all(request.after, ...request.kinds, request.limit)) as unknown[],
+      last: this.last.get() as number,
+    }));
     // Each row is one entry's JSON text, written by SQLite.
     if (accounting) return `{"unit":${JSON.stringify(unitId)},"entries":[${rows.join(',')}],"lastSeq":${last}}`;
     const parts: string[] = [];
@@ -83,8 +86,12 @@ export class FeedReader {
     return JSON.stringify({ unit: unitId, ...(this.totals.get() as object) });
   }
 
+  private readonly readPage = <T>(read: () => T): T => this.db.transaction(read)();
+
   private statement(kinds: string[] | null, selected: string): Database.Statement {
-    const key = `${kinds?.join(',') ?? '*'}|${selected}`;
+    // The kinds are bound values: one statement per count of kinds, not per list
+    // (a cache keyed by the list grew with every distinct filter a client asked for).
+    const key = `${kinds === null ? '*' : kinds.length}|${selected}`;
     let statement = this.statements.get(key);
     if (statement === undefined) {
       const where = kinds === null ? 'seq > ?' : `seq > ? AND kind IN (${kinds.map(() => '?').join(',')})`;

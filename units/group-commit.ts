@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { ApiError } from '../domain/errors.js';
 import { assert, limits } from '../domain/limits.js';
-import { encodeResultLine, type UnitOp } from '../domain/protocol.js';
+import { decodeResultLine, encodeResultLine, type UnitOp } from '../domain/protocol.js';
 import { responseCodes } from '../domain/response-codes.js';
 import type { Logger } from '../domain/log.js';
 import type { Change, ChangeRecorder } from './change-log.js';
@@ -69,6 +69,8 @@ export class GroupCommitter {
   injectedCommitDelayMs = 0;
   /** The commit sequence the transaction being applied took, or null (nothing written, or no replication). */
   private commitSeq: number | null = null;
+  /** The response code of each operation the transaction being applied answered, in order. */
+  private appliedCodes: string[] | null = null;
   /** When the current run of SQLITE_BUSY answers began, or null. */
   private busySinceMs: number | null = null;
   private readonly runTransaction: (jobs: CommitJob[]) => string[][];
@@ -91,9 +93,12 @@ export class GroupCommitter {
       const recorder = this.replication !== null && this.replication.active() ? this.replication.recorder : null;
       if (recorder !== null) recorder.changes = [];
       this.sweep();
+      // The codes are counted once the transaction has committed (see flush): a
+      // rollback answers every operation with a system error instead.
+      this.appliedCodes = [];
       const answers = jobs.map((job) => job.ops.map((op) => {
         const line = this.engine.apply(op);
-        this.stats.onOp(op, line.code);
+        (this.appliedCodes as string[]).push(line.code);
         return encodeResultLine(line);
       }));
       if (this.injectedCommitDelayMs > 0) Atomics.wait(sleepCell, 0, 0, this.injectedCommitDelayMs);
@@ -224,6 +229,21 @@ export class GroupCommitter {
     return true;
   }
 
+  /** Counts each operation with the code it was answered with: the applied one once committed, the failure's after a rollback. */
+  private countOps(jobs: CommitJob[], answers: string[][]): void {
+    const codes = this.appliedCodes;
+    this.appliedCodes = null;
+    let index = 0;
+    for (let j = 0; j < jobs.length; j++) {
+      const job = jobs[j] as CommitJob;
+      for (let i = 0; i < job.ops.length; i++) {
+        const code = codes !== null ? (codes[index] as string) : decodeResultLine((answers[j] as string[])[i] as string).code;
+        this.stats.onOp(job.ops[i] as UnitOp, code);
+        index++;
+      }
+    }
+  }
+
   /** Every job waiting, in both lanes, refused whole (see mayCommit); barriers are released. */
   private refuseAll(): void {
     const jobs = this.queue.splice(0);
@@ -276,7 +296,9 @@ export class GroupCommitter {
       // rolled back, so nothing was written and every operation gets a system error.
       this.log.error('group commit failed, rolled back', { error: String(error), ops: opsCount });
       answers = jobs.map((job) => job.ops.map(failedLine));
+      this.appliedCodes = null;
     }
+    this.countOps(jobs, answers);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.stats.onCommit(opsCount, seconds);
     this.lastBackgroundCommitMs = liveOps === 0 && opsCount > 0 ? seconds * 1000 : 0;

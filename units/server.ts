@@ -45,6 +45,8 @@ export interface UnitServerOptions {
 }
 
 const batchBodyBytesMax = 8 * 1024 * 1024;
+/** Entry kinds one feed request may filter on (there are about twenty). */
+const feedKindsMax = 32;
 const sweepIntervalMs = 1_000;
 const sweepHoldsMax = 1_000;
 
@@ -277,6 +279,7 @@ export class UnitServer {
     }
     const kinds = params.get('kinds');
     if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return sendError(response, new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds'));
+    if (kinds !== null && kinds.split(',').length > feedKindsMax) return sendError(response, new ApiError('INVALID_FIELD', `kinds lists at most ${feedKindsMax} entry kinds`, 'kinds'));
     const format = params.get('format') ?? 'full';
     if (!isFeedFormat(format)) return sendError(response, new ApiError('INVALID_FIELD', `format is one of ${feedFormats.join(', ')}`, 'format'));
     this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), format }, response);
