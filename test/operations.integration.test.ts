@@ -132,3 +132,26 @@ describe('channel isolation', () => {
     }
   });
 });
+
+describe('the journal feed thread', () => {
+  it('is restarted after failures with a growing delay, and the feed answers once it runs', async () => {
+    const started = await startCluster(1, { env: { DSU_FEED_WORKER_FAILS: '4' } });
+    try {
+      const unit = started.cluster.topology.units[0]!;
+      const deadline = Date.now() + 10_000;
+      let answer = await call(unit.url, 'GET', '/v1/journal?after=0&limit=10');
+      while (answer.status !== 200 && Date.now() < deadline) {
+        // Meanwhile the feed says it is unavailable, never hangs.
+        expect([500, 503]).toContain(answer.status);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        answer = await call(unit.url, 'GET', '/v1/journal?after=0&limit=10');
+      }
+      expect(answer.status).toBe(200);
+      const restarts = readFileSync(join(started.root, 'cluster.log'), 'utf8').split('\n')
+        .filter((line) => line.includes('journal feed thread failed')).map((line) => JSON.parse(line.slice(line.indexOf('{'))).inMs as number);
+      expect(restarts).toEqual([0, 100, 200, 400]);
+    } finally {
+      await started.close();
+    }
+  });
+});

@@ -8,7 +8,9 @@ import { WalCheckpointer } from './wal-checkpointer.js';
 // page for batch accounting (tens of milliseconds for 10,000 entries) never holds
 // up the unit's authorization event loop.
 
-const { path, unitId } = workerData as { path: string; unitId: string };
+const { path, unitId, failAtStart } = workerData as { path: string; unitId: string; failAtStart?: boolean };
+// Fault injection for the restart test (DSU_FEED_WORKER_FAILS in units/server.ts): a thread that cannot start.
+if (failAtStart === true) throw new Error('fault injection: the journal feed thread fails at start');
 // Below the authorization thread in the kernel's eyes (Linux niceness is per thread).
 try {
   setPriority(10);

@@ -45,6 +45,10 @@ export interface UnitServerOptions {
 }
 
 const batchBodyBytesMax = 8 * 1024 * 1024;
+/** A feed thread that ran this long before failing had started fine: the next restart is immediate. */
+const feedWorkerStableMs = 10_000;
+const feedRestartDelayMsMin = 100;
+const feedRestartDelayMsMax = 10_000;
 /** Entry kinds one feed request may filter on (there are about twenty). */
 const feedKindsMax = 32;
 const sweepIntervalMs = 1_000;
@@ -64,7 +68,12 @@ export class UnitServer {
   private databases!: UnitDatabases;
   private engine!: UnitEngine;
   private committer!: GroupCommitter;
-  private feedWorker!: Worker;
+  /** The journal feed's thread; null while it is being restarted after a failure. */
+  private feedWorker: Worker | null = null;
+  private feedRestartTimer: NodeJS.Timeout | null = null;
+  /** Failures of the feed thread in a row, each within feedWorkerStableMs of its start: they space its restarts. */
+  private feedFailures = 0;
+  private feedStarts = 0;
   private readAccount!: Database.Statement;
   private readLastSeq!: Database.Statement;
   private readClockOffset!: Database.Statement;
@@ -287,17 +296,30 @@ export class UnitServer {
 
   /** Stops the feed thread; requests waiting on it fail (batch retries them). */
   private async stopFeedWorker(): Promise<void> {
+    if (this.feedRestartTimer !== null) clearTimeout(this.feedRestartTimer);
+    this.feedRestartTimer = null;
     const worker = this.feedWorker;
-    worker.removeAllListeners('error');
-    await worker.terminate();
+    this.feedWorker = null;
+    if (worker !== null) {
+      worker.removeAllListeners('error');
+      await worker.terminate();
+    }
     const waiters = [...this.feedWaiters.values()];
     this.feedWaiters.clear();
     for (const waiter of waiters) waiter('', 'the store was replaced');
   }
 
-  /** The feed thread; if it dies, its pending requests fail (batch retries them) and a new one starts. */
+  /**
+   * The feed thread; if it dies, its pending requests fail (batch retries them) and a
+   * new one starts: at once after a thread that had run a while, otherwise after a
+   * delay that doubles with each failure in a row (a thread that cannot start, say on
+   * a store it cannot open, would otherwise be restarted in a tight loop).
+   */
   private startFeedWorker(): Worker {
-    const worker = new Worker(new URL('./feed-worker.js', import.meta.url), { workerData: { path: this.databases.path, unitId: this.options.unitId } });
+    const startedMs = performance.now();
+    // Fault injection for the restart test: DSU_FEED_WORKER_FAILS=N makes the first N threads fail as they start.
+    const failAtStart = this.feedStarts++ < Number(process.env['DSU_FEED_WORKER_FAILS'] ?? 0);
+    const worker = new Worker(new URL('./feed-worker.js', import.meta.url), { workerData: { path: this.databases.path, unitId: this.options.unitId, failAtStart } });
     worker.on('message', (message: { id: number; text?: string; error?: string } | { chase: RewindOutcome; passes: number }) => {
       if ('chase' in message) return this.metrics.onWalChase(message.chase, message.passes);
       const waiter = this.feedWaiters.get(message.id);
@@ -305,23 +327,32 @@ export class UnitServer {
       waiter?.(message.text ?? '', message.error);
     });
     worker.on('error', (error) => {
-      this.options.log.error('journal feed thread failed; starting a new one', { unit: this.options.unitId, error: String(error) });
+      this.feedFailures = performance.now() - startedMs >= feedWorkerStableMs ? 1 : this.feedFailures + 1;
+      const delayMs = this.feedFailures <= 1 ? 0 : Math.min(feedRestartDelayMsMax, feedRestartDelayMsMin * 2 ** (this.feedFailures - 2));
+      this.options.log.error('journal feed thread failed; starting a new one', { unit: this.options.unitId, error: String(error), inMs: delayMs });
       const waiters = [...this.feedWaiters.values()];
       this.feedWaiters.clear();
       for (const waiter of waiters) waiter('', String(error));
-      this.feedWorker = this.startFeedWorker();
+      this.feedWorker = null;
+      this.feedRestartTimer = setTimeout(() => {
+        this.feedRestartTimer = null;
+        this.feedWorker = this.startFeedWorker();
+      }, delayMs);
+      this.feedRestartTimer.unref();
     });
     worker.unref();
     return worker;
   }
 
   private askFeedWorker(request: object, response: ServerResponse): void {
+    const worker = this.feedWorker;
+    if (worker === null) return sendError(response, new ApiError('UNIT_UNAVAILABLE', 'the journal feed is restarting; ask again shortly', null));
     const id = ++this.feedRequestSeq;
     this.feedWaiters.set(id, (text, error) => {
       if (error !== undefined) sendError(response, new ApiError('INTERNAL', 'the journal feed failed', null));
       else sendJsonText(response, 200, text);
     });
-    this.feedWorker.postMessage({ id, ...request });
+    worker.postMessage({ id, ...request });
   }
 
   private async sendMetrics(response: ServerResponse): Promise<void> {
