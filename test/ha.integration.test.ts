@@ -57,6 +57,16 @@ function load(keyPrefix: string): ChaosLoad {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Waits until a process is in the stopped state (T in /proc/<pid>/stat). */
+async function untilStopped(pid: number): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    if (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T')) return;
+    await sleep(5);
+  }
+  throw new Error(`process ${pid} did not stop`);
+}
+
 describe('DSU high availability', () => {
   it('fails over a killed primary under load within seconds, losing no approval', async () => {
     await waitInSync(10_000);
@@ -168,6 +178,9 @@ describe('DSU high availability', () => {
     const gateway = cluster.gateway!.child;
     gateway.kill('SIGSTOP');
     await cluster.signalCopy('dsu-2', standbyCopy, 'SIGSTOP');
+    // kill() returns before the signal has taken effect: wait until both are stopped.
+    await untilStopped(gateway.pid as number);
+    await untilStopped((standbyCopy === 'a' ? cluster.units : cluster.standbys).get('dsu-2')!.child.pid as number);
     try {
       const epoch = (await call(primaryUrl, 'GET', '/ha/status')).body.epoch as number;
       let answered = false;
@@ -190,6 +203,41 @@ describe('DSU high availability', () => {
       expect(answered).toBe(false);
       await call(primaryUrl, 'GET', `/ha/status?epoch=${epoch}&degradedSeq=${status.degradedSeq}`);
       expect((await write).status).toBe(200);
+    } finally {
+      await cluster.signalCopy('dsu-2', standbyCopy, 'SIGCONT');
+      gateway.kill('SIGCONT');
+    }
+    await waitInSync(15_000);
+  });
+
+  it('a primary back in sync releases the answers it held, though no poll carried the episode', async () => {
+    await waitInSync(15_000);
+    const unit = (await haStatus()).units.find((each: any) => each.unit === 'dsu-2');
+    const spec = cluster.topology.units.find((each) => each.id === 'dsu-2')!;
+    const primaryUrl = unit.primary as string;
+    const standbyCopy = primaryUrl === spec.url ? 'b' : 'a';
+    const gateway = cluster.gateway!.child;
+    gateway.kill('SIGSTOP');
+    await cluster.signalCopy('dsu-2', standbyCopy, 'SIGSTOP');
+    // kill() returns before the signal has taken effect: wait until both are stopped.
+    await untilStopped(gateway.pid as number);
+    await untilStopped((standbyCopy === 'a' ? cluster.units : cluster.standbys).get('dsu-2')!.child.pid as number);
+    let answered = false;
+    try {
+      const opening = { op: 'openAccount', accountId: '62258899000002', product: 'classic', creditLimit: { value: 1_000, currency: 'CNY' } };
+      const write = call(primaryUrl, 'POST', '/v1/batch', JSON.stringify(opening)).then((answer) => {
+        answered = true;
+        return answer;
+      });
+      const deadline = Date.now() + 5_000;
+      while ((await call(primaryUrl, 'GET', '/ha/status')).body.replication !== 'degraded' && Date.now() < deadline) await sleep(50);
+      await sleep(200);
+      expect(answered).toBe(false);
+      // The standby wakes; the primary catches it up and is in sync again, with no poll of the recorded episode.
+      await cluster.signalCopy('dsu-2', standbyCopy, 'SIGCONT');
+      const answer = await write;
+      expect(answer.status).toBe(200);
+      expect((await call(primaryUrl, 'GET', '/ha/status')).body.replication).toBe('sync');
     } finally {
       await cluster.signalCopy('dsu-2', standbyCopy, 'SIGCONT');
       gateway.kill('SIGCONT');

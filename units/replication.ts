@@ -138,6 +138,10 @@ export class Replicator {
    */
   noteStatusObserved(recordedDegradedSeq: number): void {
     if (this.state === 'sync' || this.observedSinceDegraded || recordedDegradedSeq !== this.degradedSeq) return;
+    this.releaseHeld();
+  }
+
+  private releaseHeld(): void {
     this.observedSinceDegraded = true;
     const held = this.held;
     this.held = [];
@@ -173,6 +177,10 @@ export class Replicator {
     if (this.state === 'catching-up' && !this.sending && this.nextToSend > this.lastSeq) {
       this.ackedSeq = this.lastSeq;
       this.setState('sync');
+      // The standby has every commit now, those of the answers held since sync was lost
+      // too: they go out, whether or not the gateway has recorded the single-copy episode
+      // (it may never have: a poll lost to its timeout, then the pair back in sync).
+      this.releaseHeld();
     }
     if (this.sending || this.pool === null || this.state === 'degraded' || this.nextToSend > this.lastSeq || this.closed) return;
     const first = this.nextToSend - (this.anchor.seq + 1);
