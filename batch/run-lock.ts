@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 // One end-of-day run at a time over a folder of ledgers. Two runs over the same
@@ -20,28 +20,32 @@ export function lockBatchRoot(batchRoot: string): () => void {
   mkdirSync(batchRoot, { recursive: true });
   const path = join(batchRoot, 'run.lock');
   if (held.has(path)) throw new BatchBusyError(`another end of day of this process runs over ${batchRoot}`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx', 0o600);
+  // The pid is written to a file of this process's own, then linked into place: the
+  // lock appears with its owner in it, so a run never finds it empty and takes it over.
+  const mine = `${path}.${process.pid}`;
+  writeFileSync(mine, String(process.pid), { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        writeSync(fd, String(process.pid));
-      } finally {
-        closeSync(fd);
-      }
-      held.add(path);
-      return () => {
-        held.delete(path);
+        linkSync(mine, path);
+        held.add(path);
+        return () => {
+          held.delete(path);
+          // Only a lock that is still this run's own is removed.
+          if (ownerOf(path) === process.pid) rmSync(path, { force: true });
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const owner = ownerOf(path);
+        if (owner === null || (owner !== process.pid && isAlive(owner))) {
+          throw new BatchBusyError(`another end of day (pid ${owner ?? 'unreadable'}) runs over ${batchRoot}; if it is gone, remove ${path}`);
+        }
+        // Left by a run that died (or by this process before an exec): take it over.
         rmSync(path, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = ownerOf(path);
-      if (owner !== null && owner !== process.pid && isAlive(owner)) {
-        throw new BatchBusyError(`another end of day (pid ${owner}) runs over ${batchRoot}; if it is gone, remove ${path}`);
       }
-      // Left by a run that died (or by this process before an exec): take it over.
-      rmSync(path, { force: true });
     }
+  } finally {
+    rmSync(mine, { force: true });
   }
   throw new BatchBusyError(`could not take ${path}: another run took it at the same moment`);
 }

@@ -96,11 +96,19 @@ export async function issueCards(options: IssuanceOptions): Promise<IssuanceSumm
   const file = openSync(options.cardsPath, 'a', 0o600);
   let next = 0;
   let done = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < eligible.length) {
+    while (next < eligible.length && !failed) {
       const batch = eligible.slice(next, next + batchSize);
       next += batch.length;
-      const cards = await issueBatch(options, batch);
+      let cards: IssuedCard[];
+      try {
+        cards = await issueBatch(options, batch);
+      } catch (error) {
+        // The other workers stop at their next batch: the failure is reported now, not after the whole portfolio.
+        failed = true;
+        throw error;
+      }
       summary.issued += cards.length;
       summary.failed += batch.length - cards.length;
       if (cards.length > 0) writeSync(file, cards.map((card) => JSON.stringify(card)).join('\n') + '\n');

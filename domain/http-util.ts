@@ -90,7 +90,10 @@ export function sendError(response: ServerResponse, error: ApiError): void {
  */
 export function answerClientErrorsAsJson(server: Server): void {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    if (error.code === 'ECONNRESET' || !socket.writable) {
+    // An answer of an earlier request on this connection may still be on its way: a
+    // refusal written now would land in the middle of it, so the connection just goes.
+    const inFlight = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
+    if (error.code === 'ECONNRESET' || !socket.writable || (inFlight !== undefined && inFlight !== null)) {
       socket.destroy();
       return;
     }

@@ -129,11 +129,12 @@ async function runHttpHook(args: Readonly<Record<string, unknown>>, context: Hoo
     if (typeof body !== 'string') headers['content-type'] ??= 'application/json';
   }
   const response = await fetch(target, { method, headers, signal: context.signal, ...(payload === undefined ? {} : { body: payload }) });
-  const text = (await response.text()).slice(0, 200).replace(/\s+/g, ' ');
+  // Masked before it is cut: a card number or CVV cut in half would no longer be recognized.
+  const text = maskCardNumbers(await response.text()).replace(/"cvv"\s*:\s*"[0-9]*"/g, '"cvv":"***"').slice(0, 200).replace(/\s+/g, ' ');
   const expected = args['expectStatus'];
   const ok = typeof expected === 'number' ? response.status === expected : response.ok;
   // The line goes into the report: a card the answer issued is masked, its CVV dropped.
-  const line = maskCardNumbers(`${method} ${target} -> ${response.status} ${text}`).replace(/"cvv"\s*:\s*"[0-9]*"/g, '"cvv":"***"');
+  const line = maskCardNumbers(`${method} ${target} -> ${response.status} ${text}`);
   if (!ok) throw new Error(line);
   return line;
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -152,6 +152,12 @@ it('lets one end of day at a time hold a folder of ledgers, and takes over the l
   expect(readFileSync(join(root, 'run.lock'), 'utf8')).toBe(String(process.pid));
   again();
   expect(existsSync(join(root, 'run.lock'))).toBe(false);
+  // A lock without a readable owner is not taken over (the lock appears with its pid in it, so this is no run's half-made lock).
+  writeFileSync(join(root, 'run.lock'), '');
+  expect(() => lockBatchRoot(root)).toThrow(/unreadable/);
+  rmSync(join(root, 'run.lock'));
+  // No file of the lock's making is left behind.
+  expect(readdirSync(root).filter((name) => name.startsWith('run.lock'))).toEqual([]);
 });
 
 it('refuses command-line input it cannot run with one line and a non-zero exit, before any work', () => {

@@ -146,3 +146,26 @@ it('counts each operation with the code it was answered with, after a rollback t
   expect((await submit([{ ...authorize, idempotencyKey: 'count-2' }])).map((line) => decodeResultLine(line).code)).toEqual(['00']);
   expect(counted).toEqual(['96', '-', '00']);
 });
+
+it('answers a background job fenced halfway with its committed answers and a failure for the rest', async () => {
+  let primary = true;
+  let fenceAfterCommit = false;
+  const stats = {
+    onCommit: (ops: number) => {
+      if (fenceAfterCommit && ops > 0) primary = false;
+    },
+    onOp: () => {}, onLockRetry: () => {},
+  };
+  const guarded = new GroupCommitter(databases.writer, engine, stats, createLogger('test', () => {}), () => {}, null, () => primary);
+  const opened = await new Promise<string[]>((resolve) => guarded.submit({ ops: openings(20, 700), done: resolve }));
+  const ids = opened.map((line) => JSON.parse(decodeResultLine(line).body).accountId as string);
+  fenceAfterCommit = true;
+  // 20 settlements: a first slice of 16 commits, then the copy is fenced before the rest.
+  const outcome = await new Promise<string[] | string>((resolve) => guarded.submitBackground({ ops: settlements(ids), done: resolve, refuse: (error) => resolve(error.code) }));
+  expect(Array.isArray(outcome)).toBe(true);
+  const statuses = (outcome as string[]).map((line) => decodeResultLine(line).status);
+  expect(statuses.slice(0, 16)).toEqual(Array(16).fill(200));
+  expect(statuses.slice(16)).toEqual(Array(4).fill(500));
+  const posted = databases.reader.prepare("SELECT count(*) FROM journal WHERE kind = 'balance.posted'").pluck().get();
+  expect(posted).toBe(16);
+});

@@ -128,18 +128,25 @@ describe('kill-unit refusals', () => {
 describe('the http hook', () => {
   it('keeps no card number or CVV of the answer in its report line', async () => {
     const pan = makePan(deriveCardKeys(demoCardHashKeyHex).cardNumber, '62258800000077', 0);
-    const server = createServer((_request, response) => {
+    const server = createServer((request, response) => {
       response.writeHead(201, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ accountId: '62258800000077', card: { number: pan, expiry: '2029-11', cvv: '123' } }));
+      if (request.url?.includes('short') === true) {
+        response.end(JSON.stringify({ card: { number: pan, expiry: '2029-11', cvv: '123' } }));
+        return;
+      }
+      // Padded so that the report's 200 characters end in the middle of the card number.
+      response.end(`{"pad":"${'x'.repeat(164)}","card":{"number":"${pan}","expiry":"2029-11","cvv":"123"},"second":{"number":"${pan}","cvv":"456"}}`);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const record = await runHook({ atSecond: 0, action: 'http', args: { url: '/v1/accounts', body: { creditLimit: { value: 1, currency: 'CNY' } }, expectStatus: 201 } }, url, () => {});
       expect(record.ok).toBe(true);
-      expect(record.detail).toContain(pan.slice(-4));
-      expect(record.detail).not.toContain(pan);
-      expect(record.detail).toContain('"cvv":"***"');
+      expect(record.detail).toContain('622588**');
+      expect(record.detail).not.toContain(pan.slice(0, 8));
+      // A second card, short of the cut, would have been written whole.
+      const short = await runHook({ atSecond: 0, action: 'http', args: { url: '/v1/accounts?short=1' } }, url, () => {});
+      expect(short.detail).not.toContain('"cvv":"123"');
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }

@@ -254,10 +254,12 @@ export class GroupCommitter {
       clearTimeout(this.backgroundTimer);
       this.backgroundTimer = null;
     }
-    for (const job of [...jobs, ...background.map((each) => each.job)]) {
-      if (job.ops.length === 0) job.done([]);
-      else if (job.refuse !== undefined) job.refuse(notPrimary());
-      else job.done(job.ops.map(failedLine));
+    for (const job of jobs) refuseWhole(job);
+    for (const { job, next, lines } of background) {
+      // A background job whose first slices were committed is not "nothing written":
+      // it gets the answers of those, and a failure for each operation not applied.
+      if (next === 0) refuseWhole(job);
+      else job.done([...lines, ...job.ops.slice(lines.length).map(failedLine)]);
     }
     if (jobs.length + background.length > 0) this.log.warn('refused the commits waiting: this copy is no longer primary', { jobs: jobs.length + background.length });
   }
@@ -320,6 +322,12 @@ export class GroupCommitter {
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
 const notPrimary = (): ApiError => new ApiError('NOT_PRIMARY', 'this copy is no longer primary: nothing of the batch was written', null);
+
+function refuseWhole(job: CommitJob): void {
+  if (job.ops.length === 0) job.done([]);
+  else if (job.refuse !== undefined) job.refuse(notPrimary());
+  else job.done(job.ops.map(failedLine));
+}
 
 function isBusy(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'SQLITE_BUSY';
