@@ -30,7 +30,9 @@ Commands:
       --gates JSON         thresholds, e.g. '{"approvalRateDropMax":0.02}'
   pause | resume         pause the running plan (the split stays) or resume it
   abort                  instant rollback: gray percentage to 0, the plan aborted
-  promote                gray becomes stable on every unit with a gray instance
+  promote --release R    gray becomes stable on every unit with a gray instance; R is
+                         the release the gray instances run (gray status shows it): run
+                         again, the command finds R stable already and changes nothing
   history [--limit N]    the audit log, newest first
 
 Options for every command:
@@ -50,7 +52,7 @@ const options = {
   json: { type: 'boolean' }, help: { type: 'boolean' }, percent: { type: 'string' }, cards: { type: 'string' },
   accounts: { type: 'string' }, channels: { type: 'string' }, units: { type: 'string' }, fallback: { type: 'string' },
   steps: { type: 'string' }, 'min-seconds': { type: 'string' }, 'min-requests': { type: 'string' },
-  'max-seconds': { type: 'string' }, gates: { type: 'string' }, limit: { type: 'string' },
+  'max-seconds': { type: 'string' }, gates: { type: 'string' }, limit: { type: 'string' }, release: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
@@ -125,10 +127,10 @@ async function main(): Promise<void> {
     'x-operator': values.operator ?? process.env['USER'] ?? 'admin',
   };
   if (command === 'promote') {
-    // Promote from the state just read: a promote run twice is refused, not undone.
-    const status = await request(base + routes['status']!.path, { headers });
-    const state = (await status.body.json()) as { promotedUnits?: string[] };
-    if (status.statusCode === 200 && Array.isArray(state.promotedUnits)) (body as Record<string, unknown>)['expectPromotedUnits'] = state.promotedUnits;
+    // The release to make stable is named: the command run again (its answer lost) finds
+    // that release stable already and is refused, instead of swapping the instances back.
+    if (values.release === undefined) throw new Error('promote needs --release NAME, the release the gray instances run (see gray status)');
+    (body as Record<string, unknown>)['release'] = values.release;
   }
   const path = command === 'history' ? `${route.path}?limit=${values.limit ?? '20'}` : route.path;
   const response = await request(base + path, {

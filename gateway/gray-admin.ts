@@ -58,6 +58,11 @@ export class GrayAdmin {
     }
     const body = await readJsonBody(request);
     if (body instanceof ApiError) return sendError(response, body);
+    if (method === 'POST' && path === '/admin/gray/promote' && body['release'] !== undefined) {
+      const checked = await this.checkPromotedRelease(body['release']);
+      if (checked instanceof ApiError) return sendError(response, checked);
+      delete body['release'];
+    }
     const outcome = this.command(method, path, body, who);
     if (outcome instanceof ApiError) return sendError(response, outcome);
     sendJson(response, 200, { change: outcome, status: this.controller.status() });
@@ -97,6 +102,23 @@ export class GrayAdmin {
       return controller.promote({ who, reason }, expected as string[]);
     }
     return run({ who, reason });
+  }
+
+  /**
+   * A promote that names the release it makes stable: every gray instance must run it
+   * (and answer), and a release already stable everywhere is a promote done before (a
+   * command run again after its answer was lost), refused rather than swapped back.
+   */
+  private async checkPromotedRelease(release: unknown): Promise<true | ApiError> {
+    if (typeof release !== 'string' || release.length === 0 || release.length > 100) return new ApiError('INVALID_FIELD', 'release is the name of the release to make stable', 'release');
+    const views = (await this.instances()) as Array<{ unit: string; stable: { release?: string | null } | null; gray: { up?: boolean; release?: string | null } | null }>;
+    const withGray = views.filter((view) => view.gray !== null);
+    if (withGray.length > 0 && withGray.every((view) => view.stable?.release === release)) {
+      return new ApiError('GRAY_STATE_CHANGED', `release ${release} is stable already: nothing was changed`, 'release');
+    }
+    const other = withGray.filter((view) => view.gray?.up !== true || view.gray.release !== release).map((view) => `${view.unit} (${view.gray?.up === true ? view.gray.release : 'down'})`);
+    if (other.length > 0) return new ApiError('GRAY_NO_INSTANCE', `the gray instances do not all run ${release}: ${other.join(', ')}`, 'release');
+    return true;
   }
 
   private history(response: ServerResponse, query: URLSearchParams): void {

@@ -285,8 +285,16 @@ describe('gray release', () => {
     expect(historyAfter[0].before.rules.percent).toBe(0);
     expect(historyAfter[0].after.rules.percent).toBe(5);
 
-    const promoted = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified' }, admin);
+    // A promote naming a release the gray instances do not run changes nothing.
+    const wrong = await call(base, 'POST', '/admin/gray/promote', { reason: 'typo', release: 'no-such-release' }, admin);
+    expect(wrong.status).toBe(409);
+    expect(wrong.body.error).toMatchObject({ code: 'GRAY_NO_INSTANCE', field: 'release' });
+    const promoted = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified', release: grayRelease }, admin);
     expect(promoted.status, JSON.stringify(promoted.body)).toBe(200);
+    // The same command again (its answer lost, say): the release is stable already, nothing is swapped back.
+    const again = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified', release: grayRelease }, admin);
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatchObject({ code: 'GRAY_STATE_CHANGED', field: 'release' });
     const after = await grayStatus();
     expect(after.rules.percent).toBe(0);
     expect(after.instances.map((unit: any) => [unit.stable.release, unit.gray.release])).toEqual([[grayRelease, 'test-stable'], [grayRelease, 'test-stable']]);
