@@ -225,3 +225,13 @@ describe('settlement from batch accounting', () => {
     expect(late.body).toMatchObject({ releasedHold: { value: 0 }, postedBalance: { value: 5_000 }, availableCredit: { value: 95_000 } });
   });
 });
+
+describe('the card-number layout of a store', () => {
+  it('marks a new store, and refuses one whose cards were issued with the old layout', () => {
+    open(100_000);
+    expect(databases.reader.prepare("SELECT value FROM meta WHERE key = 'cardNumberLayout'").pluck().get()).toBe('2');
+    // What a store of the old layout looks like: accounts, and no mark.
+    databases.writer.prepare("DELETE FROM meta WHERE key = 'cardNumberLayout'").run();
+    expect(() => openUnitDatabases({ dataDir: dir, cacheKiB: 2048 })).toThrow(/card-number layout 1; this build issues and routes layout 2/);
+  });
+});

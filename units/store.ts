@@ -108,6 +108,27 @@ function migrate(writer: Database.Database): void {
 
 const lockWaitMsStartup = 5_000;
 
+/**
+ * The card-number layout the store's cards were issued with (domain/card-number.ts):
+ * 2, the account number enciphered. A store without the mark that holds accounts was
+ * written with layout 1 (the account id was the card's first 14 digits): this build
+ * would route its cards by their prefix to units that do not hold them, and open new
+ * accounts on ids it already has elsewhere. It is refused at start, not misrouted.
+ */
+export const cardNumberLayout = '2';
+
+function checkCardNumberLayout(writer: Database.Database, path: string): void {
+  const layout = writer.prepare("SELECT value FROM meta WHERE key = 'cardNumberLayout'").pluck().get() as string | undefined;
+  if (layout === cardNumberLayout) return;
+  const hasAccounts = writer.prepare('SELECT 1 FROM accounts LIMIT 1').get() !== undefined;
+  if (layout !== undefined || hasAccounts) {
+    writer.close();
+    throw new Error(`the store ${path} holds cards issued with card-number layout ${layout ?? '1'}; this build issues and routes layout ${cardNumberLayout}: `
+      + 'start from an empty data folder (npm start -- --fresh) and issue the portfolio again');
+  }
+  writer.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('cardNumberLayout', ?)").run(cardNumberLayout);
+}
+
 /** Runs a rare write outside the group committer, waiting for the write lock inside SQLite. */
 export function withLockWait<T>(writer: Database.Database, write: () => T): T {
   writer.pragma(`busy_timeout = ${lockWaitMsStartup}`);
@@ -159,6 +180,7 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   // The replication commit sequence (units/replication.ts) and the epoch of the last commit.
   writer.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('commitSeq', '0'), ('commitEpoch', '0')").run();
   migrate(writer);
+  checkCardNumberLayout(writer, path);
   writer.pragma('busy_timeout = 0');
   const reader = new Database(path, { readonly: true });
   reader.pragma('busy_timeout = 5000');
