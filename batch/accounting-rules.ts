@@ -31,6 +31,13 @@ export function feeOnMinor(amountMinor: number, bps: number): number {
   return Math.round((amountMinor * bps) / 10_000);
 }
 
+/** The partition of a unit's accounts an account belongs to, for a ledger split into `partitions`. */
+export function partitionOf(accountId: string, partitions: number): number {
+  let hash = 0x9747b28c;
+  for (let i = 0; i < accountId.length; i++) hash = Math.imul(hash ^ accountId.charCodeAt(i), 0x5bd1e995);
+  return (hash >>> 0) % partitions;
+}
+
 /** Day of the month (1..28) on which an account's statement is cut, spread over accounts by a hash of the id. */
 export function cycleDayOf(accountId: string): number {
   let hash = 0x811c9dc5;

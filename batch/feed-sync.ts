@@ -3,7 +3,7 @@ import { request } from 'undici';
 import { calendarOf } from '../domain/authorize-rules.js';
 import { assert, limits } from '../domain/limits.js';
 import { convertMinor, isCurrency, type FxTable } from '../domain/money.js';
-import { cycleDayOf } from './accounting-rules.js';
+import { cycleDayOf, partitionOf } from './accounting-rules.js';
 import { checkPartitionCount, readMeta, writeMeta } from './ledger-store.js';
 import { withRetry } from './retry.js';
 
@@ -36,11 +36,6 @@ export interface SyncOptions {
  */
 export const syncPageEntriesBesideTraffic = 1_000;
 
-export function partitionOf(accountId: string, partitions: number): number {
-  let hash = 0x9747b28c;
-  for (let i = 0; i < accountId.length; i++) hash = Math.imul(hash ^ accountId.charCodeAt(i), 0x5bd1e995);
-  return (hash >>> 0) % partitions;
-}
 
 /** Applies every journal entry the unit has beyond the saved cursor; returns how many. */
 export async function syncFeed(db: Database.Database, options: SyncOptions): Promise<number> {

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { partitionOf } from './accounting-rules.js';
 
 // Batch accounting's own store, one SQLite file per unit, never the unit's file.
 // It holds the batch's view of the unit's authorizations (built from the unit's
@@ -252,11 +253,15 @@ export function checkPartitionCount(db: Database.Database, partitions: number): 
   db.transaction(() => {
     const saved = readMeta(db, 'partitions');
     if (saved === null) {
-      const highest = db.prepare('SELECT max(partition) FROM accounts').pluck().get() as number | null;
-      // A ledger from before the count was recorded: its accounts tell the count
-      // (every partition holds accounts once a ledger has more than a few dozen).
-      if (highest !== null && highest + 1 !== partitions) {
-        throw new Error(`the ledger's accounts are split into ${highest + 1} partitions; this run asks for ${partitions}: run with --partitions ${highest + 1}`);
+      // A ledger from before the count was recorded: its accounts tell whether they were
+      // split with this count (each sits in partitionOf(its id, count)). The highest
+      // partition alone could not: a small ledger's accounts may all hash below it.
+      const accounts = db.prepare('SELECT partition, account_id FROM accounts').raw().all() as Array<[number, string]>;
+      if (accounts.some(([partition, accountId]) => partitionOf(accountId, partitions) !== partition)) {
+        const highest = Math.max(...accounts.map(([partition]) => partition));
+        const fits = Array.from({ length: 256 - highest }, (_, i) => highest + 1 + i)
+          .find((count) => accounts.every(([partition, accountId]) => partitionOf(accountId, count) === partition));
+        throw new Error(`the ledger's accounts were not split into ${partitions} partitions${fits === undefined ? '' : `: run with --partitions ${fits}`}`);
       }
       writeMeta(db, 'partitions', String(partitions));
     } else if (Number(saved) !== partitions) {

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { repoRoot } from '../deploy/cluster.js';
 import { loadTopology, type TopologyFile } from '../domain/topology.js';
-import { isBusinessDate } from '../batch/accounting-rules.js';
+import { isBusinessDate, partitionOf } from '../batch/accounting-rules.js';
 import { runStep } from '../batch/eod-steps.js';
 import { BatchBusyError, lockBatchRoot } from '../batch/run-lock.js';
 import { runEndOfDay } from '../batch/end-of-day.js';
@@ -95,11 +95,19 @@ it('refuses a run with another partition count than the ledger was split into, a
   // A ledger from before the count was recorded: its accounts tell it.
   db.exec("DELETE FROM meta WHERE key = 'partitions'");
   const account = db.prepare("INSERT INTO accounts (partition, account_id, product, currency, cycle_day, opened_date) VALUES (?, ?, 'classic', 'CNY', 1, '2026-11-01')");
-  for (let partition = 0; partition < 4; partition++) account.run(partition, `a${partition}`);
-  expect(() => checkPartitionCount(db, 8)).toThrow("the ledger's accounts are split into 4 partitions; this run asks for 8: run with --partitions 4");
+  const ids = Array.from({ length: 12 }, (_, i) => `622588000000${String(10 + i)}`);
+  for (const id of ids) account.run(partitionOf(id, 4), id);
+  expect(() => checkPartitionCount(db, 8)).toThrow("the ledger's accounts were not split into 8 partitions: run with --partitions 4");
   expect(readMeta(db, 'partitions')).toBeNull();
   checkPartitionCount(db, 4);
   expect(readMeta(db, 'partitions')).toBe('4');
+  // A small ledger split into 8 whose accounts all landed in low partitions is not taken for a smaller count.
+  db.exec("DELETE FROM meta WHERE key = 'partitions'; DELETE FROM accounts");
+  const few = ids.filter((id) => partitionOf(id, 8) < 6).slice(0, 3);
+  expect(few.length).toBe(3);
+  for (const id of few) account.run(partitionOf(id, 8), id);
+  checkPartitionCount(db, 8);
+  expect(readMeta(db, 'partitions')).toBe('8');
   db.close();
 });
 
