@@ -57,6 +57,34 @@ function load(keyPrefix: string): ChaosLoad {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Stops the gateway and the standby of a unit whose primary reports sync itself (the
+ * gateway's record may lag a flap under load), and waits until both have stopped:
+ * kill() returns before the signal has taken effect.
+ */
+async function freezeGatewayAndStandby(unitId: string): Promise<{ primaryUrl: string; resumeStandby: () => Promise<void>; resume: () => Promise<void> }> {
+  await waitInSync(15_000);
+  const unit = (await haStatus()).units.find((each: any) => each.unit === unitId);
+  const spec = cluster.topology.units.find((each) => each.id === unitId)!;
+  const primaryUrl = unit.primary as string;
+  const standbyCopy: Copy = primaryUrl === spec.url ? 'b' : 'a';
+  const syncDeadline = Date.now() + 15_000;
+  while ((await call(primaryUrl, 'GET', '/ha/status')).body.replication !== 'sync' && Date.now() < syncDeadline) await sleep(50);
+  const gateway = cluster.gateway!.child;
+  gateway.kill('SIGSTOP');
+  await cluster.signalCopy(unitId, standbyCopy, 'SIGSTOP');
+  await untilStopped(gateway.pid as number);
+  await untilStopped((standbyCopy === 'a' ? cluster.units : cluster.standbys).get(unitId)!.child.pid as number);
+  const resumeStandby = (): Promise<void> => cluster.signalCopy(unitId, standbyCopy, 'SIGCONT');
+  return {
+    primaryUrl, resumeStandby,
+    resume: async () => {
+      await resumeStandby();
+      gateway.kill('SIGCONT');
+    },
+  };
+}
+
 /** Waits until a process is in the stopped state (T in /proc/<pid>/stat). */
 async function untilStopped(pid: number): Promise<void> {
   const deadline = Date.now() + 5_000;
@@ -169,21 +197,8 @@ describe('DSU high availability', () => {
   });
 
   it('a primary gone single-copy releases the answers it held only to a poll carrying the episode the gateway recorded', async () => {
-    await waitInSync(15_000);
-    const unit = (await haStatus()).units.find((each: any) => each.unit === 'dsu-2');
-    const spec = cluster.topology.units.find((each) => each.id === 'dsu-2')!;
-    const primaryUrl = unit.primary as string;
-    const standbyCopy = primaryUrl === spec.url ? 'b' : 'a';
-    // In sync by the primary's own account (the gateway's record may lag a flap under load).
-    const syncDeadline = Date.now() + 15_000;
-    while ((await call(primaryUrl, 'GET', '/ha/status')).body.replication !== 'sync' && Date.now() < syncDeadline) await sleep(50);
     // This test polls the primary itself, as a gateway would; the real one is stopped meanwhile.
-    const gateway = cluster.gateway!.child;
-    gateway.kill('SIGSTOP');
-    await cluster.signalCopy('dsu-2', standbyCopy, 'SIGSTOP');
-    // kill() returns before the signal has taken effect: wait until both are stopped.
-    await untilStopped(gateway.pid as number);
-    await untilStopped((standbyCopy === 'a' ? cluster.units : cluster.standbys).get('dsu-2')!.child.pid as number);
+    const { primaryUrl, resume } = await freezeGatewayAndStandby('dsu-2');
     try {
       const before = (await call(primaryUrl, 'GET', '/ha/status')).body;
       const epoch = before.epoch as number;
@@ -209,28 +224,14 @@ describe('DSU high availability', () => {
       await call(primaryUrl, 'GET', `/ha/status?epoch=${epoch}&degradedSeq=${status.degradedSeq}`);
       expect((await write).status).toBe(200);
     } finally {
-      await cluster.signalCopy('dsu-2', standbyCopy, 'SIGCONT');
-      gateway.kill('SIGCONT');
+      await resume();
     }
     await waitInSync(15_000);
   });
 
   it('a primary back in sync releases the answers it held, though no poll carried the episode', async () => {
-    await waitInSync(15_000);
-    const unit = (await haStatus()).units.find((each: any) => each.unit === 'dsu-2');
-    const spec = cluster.topology.units.find((each) => each.id === 'dsu-2')!;
-    const primaryUrl = unit.primary as string;
-    const standbyCopy = primaryUrl === spec.url ? 'b' : 'a';
-    // In sync by the primary's own account (the gateway's record may lag a flap under load).
+    const { primaryUrl, resumeStandby, resume } = await freezeGatewayAndStandby('dsu-2');
     const primaryStatus = async (): Promise<any> => (await call(primaryUrl, 'GET', '/ha/status')).body;
-    const syncDeadline = Date.now() + 15_000;
-    while ((await primaryStatus()).replication !== 'sync' && Date.now() < syncDeadline) await sleep(50);
-    const gateway = cluster.gateway!.child;
-    gateway.kill('SIGSTOP');
-    await cluster.signalCopy('dsu-2', standbyCopy, 'SIGSTOP');
-    // kill() returns before the signal has taken effect: wait until both are stopped.
-    await untilStopped(gateway.pid as number);
-    await untilStopped((standbyCopy === 'a' ? cluster.units : cluster.standbys).get('dsu-2')!.child.pid as number);
     const episodeBefore = (await primaryStatus()).degradedSeq as number;
     let answered = false;
     try {
@@ -246,13 +247,12 @@ describe('DSU high availability', () => {
       await sleep(200);
       expect(answered).toBe(false);
       // The standby wakes; the primary catches it up and is in sync again, with no poll of the recorded episode.
-      await cluster.signalCopy('dsu-2', standbyCopy, 'SIGCONT');
+      await resumeStandby();
       const answer = await write;
       expect(answer.status).toBe(200);
       expect((await call(primaryUrl, 'GET', '/ha/status')).body.replication).toBe('sync');
     } finally {
-      await cluster.signalCopy('dsu-2', standbyCopy, 'SIGCONT');
-      gateway.kill('SIGCONT');
+      await resume();
     }
     await waitInSync(15_000);
   });
