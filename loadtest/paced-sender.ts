@@ -51,9 +51,8 @@ export interface PacedSink {
 }
 
 export interface PacedSenderOptions {
-  /** Origin of the server (http or https); the path of each request comes from the source. */
-  url: string;
-  connections: number;
+  /** Open connections to the server (connectPaced); the sender closes them when it finishes. */
+  client: RawHttpClient;
   /** Requests per second. */
   rate: number;
   durationSeconds: number;
@@ -67,6 +66,14 @@ export interface PacedSenderOptions {
   clock: () => number;
   source: { next(): LoadRequest };
   sink: PacedSink;
+}
+
+export interface PacedConnectionOptions {
+  /** Origin of the server (http); the path of each request comes from the source. */
+  url: string;
+  connections: number;
+  timeoutSeconds: number;
+  clock: () => number;
 }
 
 export interface PacedStats {
@@ -109,10 +116,22 @@ type PacedState = (typeof pacedStates)[keyof typeof pacedStates];
  */
 const tickMsMin = 1;
 
-function checkPacedOptions(options: PacedSenderOptions): void {
-  assertLoadtest(/^https?:\/\//.test(options.url), 'paced url is http(s)');
+/**
+ * The sender's connections, all open before its schedule starts (the caller takes
+ * startMs after this settles), so that no request of the run waits for a handshake.
+ */
+export function connectPaced(options: PacedConnectionOptions): Promise<RawHttpClient> {
+  assertLoadtest(/^http:\/\//.test(options.url), 'paced url is http');
   assertLoadtest(Number.isInteger(options.connections) && options.connections >= 1, 'paced connections >= 1');
   assertLoadtest(options.connections <= loadtestLimits.connectionsMax, 'paced connections <= connectionsMax');
+  assertLoadtest(Number.isFinite(options.timeoutSeconds) && options.timeoutSeconds > 0, 'paced timeoutSeconds > 0');
+  return RawHttpClient.connected({
+    origin: new URL(options.url).origin, connections: options.connections, timeoutMs: options.timeoutSeconds * 1000,
+    bodyBytesKeptMax: loadtestLimits.responseBodyCharsMax, clock: options.clock,
+  });
+}
+
+function checkPacedOptions(options: PacedSenderOptions): void {
   assertLoadtest(Number.isInteger(options.rate) && options.rate >= 1, 'paced rate >= 1');
   assertLoadtest(options.rate <= loadtestLimits.rateMax, 'paced rate <= rateMax');
   assertLoadtest(Number.isInteger(options.durationSeconds) && options.durationSeconds >= 1, 'paced durationSeconds >= 1');
@@ -152,10 +171,7 @@ class PacedSender {
     this.#options = options;
     this.#dueCount = options.rate * options.durationSeconds;
     this.#timeoutMs = options.timeoutSeconds * 1000;
-    this.#client = new RawHttpClient({
-      origin: new URL(options.url).origin, connections: options.connections, timeoutMs: this.#timeoutMs,
-      bodyBytesKeptMax: loadtestLimits.responseBodyCharsMax, clock: options.clock,
-    });
+    this.#client = options.client;
     this.done = new Promise<PacedStats>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;

@@ -73,8 +73,26 @@ class RawConnection {
   private closeAfter = false;
   private bodyChunks: Buffer[] = [];
   private bodyBytes = 0;
+  /** Set while preconnect() waits: told once the socket connects (true) or fails (false). */
+  private connectWaiter: ((connected: boolean) => void) | null = null;
 
   constructor(private readonly client: RawHttpClient) {}
+
+  /** Opens the socket ahead of any request; settles once it is connected or has failed. */
+  preconnect(): Promise<boolean> {
+    if (this.socket === null) this.open();
+    const socket = this.socket as Socket;
+    if (!socket.connecting) return Promise.resolve(!socket.destroyed);
+    return new Promise((resolve) => {
+      this.connectWaiter = resolve;
+    });
+  }
+
+  private settleConnect(connected: boolean): void {
+    const waiter = this.connectWaiter;
+    this.connectWaiter = null;
+    waiter?.(connected);
+  }
 
   send(pending: Pending, nowMs: number): void {
     assertLoadtest(this.exchange === null, 'one request in flight per connection');
@@ -88,6 +106,7 @@ class RawConnection {
   private open(): void {
     const { hostname, port } = this.client.target;
     const socket = connect({ host: hostname, port, noDelay: true });
+    socket.once('connect', () => this.settleConnect(true));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => this.fail('connection'));
     socket.on('close', () => this.fail('connection'));
@@ -102,6 +121,7 @@ class RawConnection {
     this.socket = null;
     detach(socket);
     socket.destroy();
+    this.settleConnect(false);
     const exchange = this.exchange;
     this.exchange = null;
     if (exchange !== null) {
@@ -270,6 +290,25 @@ export class RawHttpClient {
     // A coarse sweep rather than a timer per request: a timeout is detected within a tenth of it.
     this.timer = setInterval(() => this.sweepTimeouts(), Math.max(10, Math.floor(options.timeoutMs / 10)));
     this.timer.unref();
+  }
+
+  /**
+   * A client whose connections are all open (those that could not connect open
+   * again at their first request), or the wait for them ran out after timeoutMs.
+   * A load generator opens its connections before its clock starts, as wrk does:
+   * opened lazily, up to hundreds of TCP handshakes and accepts fell into the first
+   * second of every fixed-rate run and set its p99 (30-33 ms there against 9-15 ms
+   * in the seconds after; BENCHMARKS.md). A channel keeps its connections open.
+   */
+  static async connected(options: RawHttpOptions): Promise<RawHttpClient> {
+    const client = new RawHttpClient(options);
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, options.timeoutMs);
+    });
+    await Promise.race([Promise.all(client.all.map((connection) => connection.preconnect())), waited]);
+    clearTimeout(timer);
+    return client;
   }
 
   /** Requests waiting for a free connection. */

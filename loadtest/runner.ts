@@ -2,7 +2,7 @@ import { autocannon } from './autocannon-binding.js';
 import type { AutocannonContext, AutocannonRawRequest } from './autocannon-binding.js';
 import { LatencyHistogram } from './histogram.js';
 import { assertLoadtest, loadtestLimits } from './limits.js';
-import { sendPaced } from './paced-sender.js';
+import { connectPaced, sendPaced } from './paced-sender.js';
 import type { PacedSink } from './paced-sender.js';
 import { PhaseCollector } from './phase-collector.js';
 import type { PhaseMode, PhaseResult, SecondBucket } from './run-result.js';
@@ -191,6 +191,7 @@ export function outstandingMaxOf(rate: number, timeoutSeconds: number): number {
 
 async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate: number): Promise<PhaseResult> {
   const timeoutSeconds = options.timeoutSeconds ?? timeoutSecondsDefault;
+  const client = await connectPaced({ url: options.url, connections: options.connections, timeoutSeconds, clock });
   const startMs = clock();
   // No correction interval: latency is measured from the intended send time,
   // which already counts the waits a closed-loop client would omit; adding
@@ -211,7 +212,7 @@ async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate:
     },
   };
   const run = sendPaced({
-    url: options.url, connections: options.connections, rate, durationSeconds: options.durationSeconds,
+    client, rate, durationSeconds: options.durationSeconds,
     timeoutSeconds, outstandingMax: outstandingMaxOf(rate, timeoutSeconds), startMs, clock, source: workload, sink,
   });
   const engine: PhaseEngine = { done: run.done, stop: run.stop, plannedEndMs: startMs + options.durationSeconds * 1000, stopAfterMs: null };

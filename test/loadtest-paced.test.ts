@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { PortfolioCard } from '../loadtest/cards.js';
-import { sendPaced } from '../loadtest/paced-sender.js';
+import { connectPaced, sendPaced } from '../loadtest/paced-sender.js';
 import type { PacedAnswer } from '../loadtest/paced-sender.js';
 import { outstandingMaxOf, runPhase } from '../loadtest/runner.js';
 import type { SecondBucket } from '../loadtest/run-result.js';
@@ -179,8 +179,9 @@ describe('fixed-rate phase (paced sender)', () => {
     const answers: { intendedMs: number; writtenMs: number; nowMs: number; status: number; body: string; request: LoadRequest }[] = [];
     let sent = 0;
     const clock = (): number => performance.now();
+    const client = await connectPaced({ url: gateway.url, connections: 4, timeoutSeconds: 2, clock });
     const run = sendPaced({
-      url: gateway.url, connections: 4, rate: 100, durationSeconds: 1, timeoutSeconds: 2, outstandingMax: 200,
+      client, rate: 100, durationSeconds: 1, timeoutSeconds: 2, outstandingMax: 200,
       startMs: clock(), clock, source: workload,
       sink: {
         sent: () => { sent += 1; },

@@ -13,9 +13,11 @@ let server: Server;
 let origin = '';
 let script: Script = () => {};
 const sockets = new Set<Socket>();
+let accepted = 0;
 
 beforeAll(async () => {
   server = createServer((socket) => {
+    accepted += 1;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     let text = '';
@@ -156,5 +158,25 @@ describe('the load generator HTTP client', () => {
     const outcomes = Promise.all([send(raw), send(raw)]);
     raw.destroy();
     expect((await outcomes).map((outcome) => outcome.failure)).toEqual(['connection', 'connection']);
+  });
+
+  it('opens every connection before the first request when connected, and settles when none can open', async () => {
+    script = (socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    const acceptedBefore = accepted;
+    const raw = await RawHttpClient.connected({ origin, connections: 5, timeoutMs: 2_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() });
+    // The server may see the last accepts a moment after the client saw its connects.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(accepted - acceptedBefore).toBe(5);
+    const outcomes = await Promise.all(Array.from({ length: 5 }, () => send(raw)));
+    raw.destroy();
+    expect(outcomes.every((outcome) => outcome.status === 200)).toBe(true);
+    // Five requests on five open connections: none opened another.
+    expect(accepted - acceptedBefore).toBe(5);
+    const startedMs = performance.now();
+    const closed = await RawHttpClient.connected({ origin: 'http://127.0.0.1:1', connections: 3, timeoutMs: 5_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() });
+    expect(performance.now() - startedMs).toBeLessThan(4_000);
+    const refused = await send(closed);
+    closed.destroy();
+    expect(refused.failure).toBe('connection');
   });
 });
