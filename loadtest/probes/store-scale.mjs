@@ -2,7 +2,10 @@
 // reads: wall microseconds per authorization (random cards, transactions of 25,
 // synchronous FULL), the question behind bench:scale's scaleRatio. Each store is built
 // once (accounts opened through the engine), then reopened for each variant, alternated.
-// env: SMALL (10000), LARGE (2000000), AUTHS (60000), ROUNDS (2), MMAP_MIB (2048), KEEP (a folder to reuse).
+// Variants (VARIANTS, default "base,mmap"): base (the units' 64 MiB page cache), mmap
+// (memory-mapped reads of MMAP_MIB), cache (a page cache of CACHE_MIB), warm (that cache,
+// filled with the cards and accounts tables before the timed run, as a unit's start could).
+// env: SMALL (10000), LARGE (2000000), AUTHS (60000), ROUNDS (2), MMAP_MIB (2048), CACHE_MIB (1024), KEEP (a folder to reuse).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnitEngine } from '../../dist/units/engine.js';
@@ -15,6 +18,8 @@ const sizes = [Number(process.env.SMALL ?? 10000), Number(process.env.LARGE ?? 2
 const auths = Number(process.env.AUTHS ?? 60000);
 const rounds = Number(process.env.ROUNDS ?? 2);
 const mmapBytes = Number(process.env.MMAP_MIB ?? 2048) * 1024 * 1024;
+const cacheKiB = Number(process.env.CACHE_MIB ?? 1024) * 1024;
+const variants = (process.env.VARIANTS ?? 'base,mmap').split(',');
 const root = process.env.KEEP ?? '/tmp/dsu-store-scale';
 const topology = loadTopology(new URL('../../deploy/topology.json', import.meta.url).pathname);
 const keys = deriveCardKeys('11'.repeat(32));
@@ -46,9 +51,10 @@ function build(accounts) {
 }
 
 let opCount = 0;
-function run({ dir, cards }, mmap) {
-  const { writer, reader } = openUnitDatabases({ dataDir: dir, cacheKiB: 64 * 1024 });
-  if (mmap) { writer.pragma(`mmap_size = ${mmapBytes}`); reader.pragma(`mmap_size = ${mmapBytes}`); }
+function run({ dir, cards }, variant) {
+  const { writer, reader } = openUnitDatabases({ dataDir: dir, cacheKiB: variant === 'cache' || variant === 'warm' ? cacheKiB : 64 * 1024 });
+  if (variant === 'warm') for (const table of ['accounts', 'cards']) writer.prepare(`SELECT count(*) FROM ${table}`).pluck().get();
+  if (variant === 'mmap') { writer.pragma(`mmap_size = ${mmapBytes}`); reader.pragma(`mmap_size = ${mmapBytes}`); }
   const engine = engineFor(writer);
   const commit = writer.transaction((ops) => { for (const op of ops) engine.apply(op); });
   let seed = 7 + opCount;
@@ -71,8 +77,8 @@ function run({ dir, cards }, mmap) {
 
 const stores = sizes.map((accounts) => { const t = Date.now(); const s = build(accounts); console.log(`store of ${accounts} accounts ready in ${((Date.now() - t) / 1000).toFixed(0)} s`); return s; });
 for (let round = 1; round <= rounds; round++) {
-  for (const mmap of [false, true]) {
-    const line = stores.map((store, i) => `${sizes[i]}: ${run(store, mmap).toFixed(1)} us`);
-    console.log(`round ${round} ${mmap ? 'mmap   ' : 'no mmap'} ${line.join('  ')}  (per authorization)`);
+  for (const variant of variants) {
+    const line = stores.map((store, i) => `${sizes[i]}: ${run(store, variant).toFixed(1)} us`);
+    console.log(`round ${round} ${variant.padEnd(5)} ${line.join('  ')}  (per authorization)`);
   }
 }
