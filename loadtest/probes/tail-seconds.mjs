@@ -1,13 +1,15 @@
 // Probe: per-second p99/max, raw (from the write) vs corrected p99, per unit and per kind, of fixed-rate runs,
 // beside a real-time canary process that only sleeps 1 ms at a time and records how late it wakes (the machine's own
-// stalls, which no process of ours causes). RATE (5000), SECONDS (15), RUNS (2)
-import { spawn } from 'node:child_process';
+// stalls, which no process of ours causes). RATE (5000), SECONDS (15), RUNS (2), GATEWAY_NICE (unset)
+import { spawn, spawnSync } from 'node:child_process';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { request } from 'undici';
 import { rmSync } from 'node:fs';
 import { startLoadedCluster, measure } from '../../dist/loadtest/bench-lib.js';
 const rate = Number(process.env.RATE ?? 5000);
 const loaded = await startLoadedCluster(100000, 4, 42, true);
+// GATEWAY_NICE: the gateway's main thread at that nice value (root), the units and this process at 0.
+if (process.env.GATEWAY_NICE !== undefined) spawnSync('renice', ['-n', process.env.GATEWAY_NICE, '-p', String(loaded.target.pids.gateway)], { stdio: 'inherit' });
 const opts = { connections: 512, durationSeconds: 4, rounds: 1, rateDurationSeconds: Number(process.env.SECONDS ?? 15), seed: 42, json: true };
 // The canary prints, once a second, the wall-clock second and its worst wake-up lateness in ms.
 const canarySource = `let worst = 0, second = Math.floor(Date.now() / 1000), due = performance.now() + 1;
