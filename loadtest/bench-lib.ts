@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Cluster, repoRoot, spawnListening, type RunningProcess } from '../deploy/cluster.js';
 import { issueCards, syntheticApplicants, type IssuanceSummary } from '../deploy/bulk-issuance.js';
 import { createWorkload, loadCards, runPhase, type PhaseResult, type PortfolioCard } from './index.js';
+import { machineDelta, readMachineCounters, type MachineDelta } from './machine-counters.js';
 
 // Building blocks shared by the benchmarks: clusters with a loaded portfolio,
 // the yardstick processes, one measured phase with per-process CPU accounting.
@@ -61,16 +62,20 @@ export interface Measured {
   p99Ms: number;
   /** CPU milliseconds per answered request, by process role (loadgen is this process). */
   cpuMsPerRequest: Record<string, number>;
+  /** The whole machine during the phase: CPUs busy, waiting for I/O, stolen; the disks' writes. */
+  machine: MachineDelta;
 }
 
 export async function measure(target: Target, cards: readonly PortfolioCard[], options: MeasureOptions, round: number, mode: 'closed' | 'rate', rate?: number): Promise<{ measured: Measured; phase: PhaseResult }> {
   const workload = createWorkload({ cards, seed: options.seed + round, keyPrefix: `bench-${Date.now().toString(36)}-${target.name}-${round}` });
   const pids = { ...target.pids, loadgen: process.pid };
   const before = Object.fromEntries(Object.entries(pids).map(([role, pid]) => [role, cpuSeconds(pid)]));
+  const machineBefore = readMachineCounters();
   const phase = await runPhase({
     url: target.url, workload, mode, connections: options.connections, durationSeconds: mode === 'rate' ? options.rateDurationSeconds : options.durationSeconds,
     name: `${target.name}-${round}`, ...(rate === undefined ? {} : { rate }),
   });
+  const machineDuring = machineDelta(machineBefore, readMachineCounters());
   const answered = Math.max(phase.totals.completed, 1);
   const cpuMsPerRequest: Record<string, number> = {};
   for (const [role, pid] of Object.entries(pids)) {
@@ -84,6 +89,7 @@ export async function measure(target: Target, cards: readonly PortfolioCard[], o
       target: target.name, round, tps: Math.round(phase.totals.throughputMedian),
       errors: errors.connection + errors.timeout, non2xx: errors.non2xx, p99Ms: phase.totals.latencyMs.p99,
       cpuMsPerRequest: Object.fromEntries(Object.entries(cpuMsPerRequest).map(([role, ms]) => [role, Math.round(ms * 1000) / 1000])),
+      machine: machineDuring,
     },
   };
 }

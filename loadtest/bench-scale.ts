@@ -1,4 +1,5 @@
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchFailed, machine, measure, median, startLoadedCluster, wholeNumberOptions, type LoadedCluster, type Measured } from './bench-lib.js';
 
@@ -9,7 +10,9 @@ import { benchFailed, machine, measure, median, startLoadedCluster, wholeNumberO
 // 10% of the small size. scaleRatio is the median of the rounds' ratios (each
 // round measures both clusters back to back, so its ratio sees one state of the
 // machine); the ratio of the two medians, which pairs measurements minutes apart,
-// is reported beside it as scaleRatioOfMedians.
+// is reported beside it as scaleRatioOfMedians. Each round also records what the
+// machine did (CPUs busy, iowait, steal, disk writes) and the units' WAL bytes after
+// it, since a large store's cost can be write-back the units leave to the kernel.
 
 const help = `Usage: npm run bench:scale -- [options]
 
@@ -47,14 +50,15 @@ async function main(): Promise<void> {
     clusters.push(await startLoadedCluster(numbers.large * 4, 4, numbers.seed + 1, quiet));
     // Warm both up first: the large cluster's first round ran cold right after issuance.
     for (const loaded of clusters) await measure(loaded.target, loaded.cards, { ...options, durationSeconds: 4 }, 0, 'closed');
-    const rounds: Array<Measured & { accountsPerUnit: number }> = [];
+    const rounds: Array<Measured & { accountsPerUnit: number; walMBAfter: number }> = [];
     for (let round = 1; round <= numbers.rounds; round++) {
       for (let i = 0; i < clusters.length; i++) {
         const loaded = clusters[(i + round - 1) % clusters.length] as LoadedCluster;
         const { measured } = await measure(loaded.target, loaded.cards, options, round, 'closed');
         const accountsPerUnit = Math.round(loaded.issuance.issued / 4);
-        rounds.push({ ...measured, accountsPerUnit });
-        if (!quiet) process.stderr.write(`round ${round} ${String(accountsPerUnit).padStart(8)} accounts/unit ${String(measured.tps).padStart(7)} req/s  errors ${measured.errors + measured.non2xx}\n`);
+        const walMBAfter = Math.round(walBytes(loaded.root) / 1e5) / 10;
+        rounds.push({ ...measured, accountsPerUnit, walMBAfter });
+        if (!quiet) process.stderr.write(`round ${round} ${String(accountsPerUnit).padStart(8)} accounts/unit ${String(measured.tps).padStart(7)} req/s  errors ${measured.errors + measured.non2xx}  disk ${measured.machine.diskWrittenMB} MB written, iowait ${measured.machine.iowaitPercent}%, WAL ${walMBAfter} MB\n`);
       }
     }
     const [small, large] = clusters as [LoadedCluster, LoadedCluster];
@@ -79,6 +83,17 @@ async function main(): Promise<void> {
       rmSync(loaded.root, { recursive: true, force: true });
     }
   }
+}
+
+/** Bytes of the SQLite write-ahead logs under a cluster's folder (the units' stores): what their checkpoints have not copied back yet. */
+function walBytes(folder: string, depth = 3): number {
+  let total = 0;
+  for (const entry of readdirSync(folder, { withFileTypes: true })) {
+    const path = join(folder, entry.name);
+    if (entry.isDirectory() && depth > 0) total += walBytes(path, depth - 1);
+    else if (entry.isFile() && entry.name.endsWith('-wal')) total += statSync(path).size;
+  }
+  return total;
 }
 
 main().catch((error: unknown) => benchFailed('bench:scale', error));
