@@ -11,8 +11,11 @@ import { benchFailed, machine, measure, median, startLoadedCluster, wholeNumberO
 // round measures both clusters back to back, so its ratio sees one state of the
 // machine); the ratio of the two medians, which pairs measurements minutes apart,
 // is reported beside it as scaleRatioOfMedians. Each round also records what the
-// machine did (CPUs busy, iowait, steal, disk writes) and the units' WAL bytes after
-// it, since a large store's cost can be write-back the units leave to the kernel.
+// machine did (CPUs busy, iowait, steal, disk writes) and the size of the units' WAL
+// files after it, since a large store's cost can be write-back the units leave to the
+// kernel. A WAL file is reused from its start once checkpointed and kept up to the
+// units' journal_size_limit (64 MiB), so its size is an upper bound of what waits to be
+// copied back, not that amount.
 
 const help = `Usage: npm run bench:scale -- [options]
 
@@ -50,15 +53,15 @@ async function main(): Promise<void> {
     clusters.push(await startLoadedCluster(numbers.large * 4, 4, numbers.seed + 1, quiet));
     // Warm both up first: the large cluster's first round ran cold right after issuance.
     for (const loaded of clusters) await measure(loaded.target, loaded.cards, { ...options, durationSeconds: 4 }, 0, 'closed');
-    const rounds: Array<Measured & { accountsPerUnit: number; walMBAfter: number }> = [];
+    const rounds: Array<Measured & { accountsPerUnit: number; walFileMBAfter: number }> = [];
     for (let round = 1; round <= numbers.rounds; round++) {
       for (let i = 0; i < clusters.length; i++) {
         const loaded = clusters[(i + round - 1) % clusters.length] as LoadedCluster;
         const { measured } = await measure(loaded.target, loaded.cards, options, round, 'closed');
         const accountsPerUnit = Math.round(loaded.issuance.issued / 4);
-        const walMBAfter = Math.round(walBytes(loaded.root) / 1e5) / 10;
-        rounds.push({ ...measured, accountsPerUnit, walMBAfter });
-        if (!quiet) process.stderr.write(`round ${round} ${String(accountsPerUnit).padStart(8)} accounts/unit ${String(measured.tps).padStart(7)} req/s  errors ${measured.errors + measured.non2xx}  disk ${measured.machine.diskWrittenMB} MB written, iowait ${measured.machine.iowaitPercent}%, WAL ${walMBAfter} MB\n`);
+        const walFileMBAfter = Math.round(walBytes(loaded.root) / 1e5) / 10;
+        rounds.push({ ...measured, accountsPerUnit, walFileMBAfter });
+        if (!quiet) process.stderr.write(`round ${round} ${String(accountsPerUnit).padStart(8)} accounts/unit ${String(measured.tps).padStart(7)} req/s  errors ${measured.errors + measured.non2xx}  disk ${measured.machine.diskWrittenMB} MB written, iowait ${measured.machine.iowaitPercent}%, WAL files ${walFileMBAfter} MB\n`);
       }
     }
     const [small, large] = clusters as [LoadedCluster, LoadedCluster];
@@ -85,7 +88,7 @@ async function main(): Promise<void> {
   }
 }
 
-/** Bytes of the SQLite write-ahead logs under a cluster's folder (the units' stores): what their checkpoints have not copied back yet. */
+/** Bytes of the SQLite write-ahead log files under a cluster's folder (the units' stores). */
 function walBytes(folder: string, depth = 3): number {
   let total = 0;
   for (const entry of readdirSync(folder, { withFileTypes: true })) {

@@ -62,8 +62,9 @@ async function run(options: Options): Promise<Record<string, unknown>> {
     const frontTps = tpsOf('front');
     const rate = Math.round(authTps * 0.8);
     // A short unmeasured run at the same rate first: the load generator's own code
-    // warms up and its connections open (the first second of a cold fixed-rate run
-    // measured a p99 of ~96 ms against 4-13 ms afterwards, all load-generator time).
+    // warms up (the first second of a cold fixed-rate run measured a p99 of ~96 ms
+    // against 4-13 ms afterwards, all load-generator time). Each run opens its own
+    // connections before its clock starts.
     await measure(loaded.target, loaded.cards, { ...options, rateDurationSeconds: 3 }, 0, 'rate', rate);
     // As many fixed-rate runs as closed-loop rounds, and the median p99: on this
     // shared machine one run's p99 moved between 26 and 69 ms from run to run.

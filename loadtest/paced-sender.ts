@@ -51,13 +51,15 @@ export interface PacedSink {
 }
 
 export interface PacedSenderOptions {
-  /** Open connections to the server (connectPaced); the sender closes them when it finishes. */
+  /**
+   * Open connections to the server (connectPaced); the sender closes them when it
+   * finishes. The client's timeout is each request's and the longest wait for
+   * answers after the end.
+   */
   client: RawHttpClient;
   /** Requests per second. */
   rate: number;
   durationSeconds: number;
-  /** Connect, headers and body timeout of each request, and the wait for answers after the end. */
-  timeoutSeconds: number;
   /** Requests sent and not yet answered, at most. */
   outstandingMax: number;
   /** Clock milliseconds of request 0's due time; the schedule's origin. */
@@ -72,6 +74,7 @@ export interface PacedConnectionOptions {
   /** Origin of the server (http); the path of each request comes from the source. */
   url: string;
   connections: number;
+  /** Each request's timeout from its write, and the longest wait for the connections to open. */
   timeoutSeconds: number;
   clock: () => number;
 }
@@ -117,8 +120,9 @@ type PacedState = (typeof pacedStates)[keyof typeof pacedStates];
 const tickMsMin = 1;
 
 /**
- * The sender's connections, all open before its schedule starts (the caller takes
- * startMs after this settles), so that no request of the run waits for a handshake.
+ * The sender's connections, opened before its schedule starts (the caller takes
+ * startMs after this settles), so that no request of the run waits for a handshake
+ * unless its connection failed or was replaced (a timeout, `connection: close`).
  */
 export function connectPaced(options: PacedConnectionOptions): Promise<RawHttpClient> {
   assertLoadtest(/^http:\/\//.test(options.url), 'paced url is http');
@@ -136,7 +140,6 @@ function checkPacedOptions(options: PacedSenderOptions): void {
   assertLoadtest(options.rate <= loadtestLimits.rateMax, 'paced rate <= rateMax');
   assertLoadtest(Number.isInteger(options.durationSeconds) && options.durationSeconds >= 1, 'paced durationSeconds >= 1');
   assertLoadtest(options.durationSeconds <= loadtestLimits.phaseSecondsMax, 'paced durationSeconds <= phaseSecondsMax');
-  assertLoadtest(Number.isFinite(options.timeoutSeconds) && options.timeoutSeconds > 0, 'paced timeoutSeconds > 0');
   assertLoadtest(Number.isInteger(options.outstandingMax) && options.outstandingMax >= 1, 'paced outstandingMax >= 1');
   assertLoadtest(options.outstandingMax <= loadtestLimits.outstandingRequestsMax, 'paced outstandingMax <= outstandingRequestsMax');
   assertLoadtest(Number.isFinite(options.startMs), 'paced startMs is finite');
@@ -144,7 +147,13 @@ function checkPacedOptions(options: PacedSenderOptions): void {
 
 /** Starts sending at once (request 0 is due at options.startMs). */
 export function sendPaced(options: PacedSenderOptions): PacedRun {
-  checkPacedOptions(options);
+  try {
+    checkPacedOptions(options);
+  } catch (error) {
+    // The sender owns the client from here: refused options must not leave its sockets open.
+    options.client.destroy();
+    throw error;
+  }
   const sender = new PacedSender(options);
   return { done: sender.done, stop: () => sender.stop() };
 }
@@ -170,7 +179,7 @@ class PacedSender {
   constructor(options: PacedSenderOptions) {
     this.#options = options;
     this.#dueCount = options.rate * options.durationSeconds;
-    this.#timeoutMs = options.timeoutSeconds * 1000;
+    this.#timeoutMs = options.client.options.timeoutMs;
     this.#client = options.client;
     this.done = new Promise<PacedStats>((resolve, reject) => {
       this.#resolve = resolve;

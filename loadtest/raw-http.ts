@@ -306,8 +306,11 @@ export class RawHttpClient {
     const waited = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, options.timeoutMs);
     });
-    await Promise.race([Promise.all(client.all.map((connection) => connection.preconnect())), waited]);
-    clearTimeout(timer);
+    try {
+      await Promise.race([Promise.all(client.all.map((connection) => connection.preconnect())), waited]);
+    } finally {
+      clearTimeout(timer);
+    }
     return client;
   }
 

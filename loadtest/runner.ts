@@ -17,8 +17,9 @@ import type { LoadRequest, Workload } from './workload.js';
 // connection to the moment its answer is parsed; there is no schedule, so there
 // is nothing to correct.
 //
-// Fixed rate ("rate"): paced-sender.ts sends request k at start + k / rate on an
-// undici pool, evenly spaced (the wrk2 approach). autocannon's overallRate was
+// Fixed rate ("rate"): paced-sender.ts sends request k at start + k / rate on its
+// own HTTP client (raw-http.ts), evenly spaced (the wrk2 approach), its connections
+// opened before start. autocannon's overallRate was
 // replaced because it refills each connection's quota once per wall-clock
 // second and so fires a second's requests in a burst at its start; the queueing
 // that burst causes is the load generator's, and it made the p99 of a
@@ -50,8 +51,9 @@ export interface RunPhaseOptions {
   startSecond?: number;
   /**
    * Seconds before a request without an answer counts as a timeout and its connection is reset.
-   * In "rate" mode also the depth of the backlog (rate * timeoutSeconds requests) and the
-   * longest wait for answers after the planned end.
+   * In "rate" mode also the depth of the backlog (rate * timeoutSeconds requests), the
+   * longest wait for the connections to open before the phase starts, and the longest
+   * wait for answers after the planned end.
    */
   timeoutSeconds?: number;
   /** Called once per finished second, in order. */
@@ -213,7 +215,7 @@ async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate:
   };
   const run = sendPaced({
     client, rate, durationSeconds: options.durationSeconds,
-    timeoutSeconds, outstandingMax: outstandingMaxOf(rate, timeoutSeconds), startMs, clock, source: workload, sink,
+    outstandingMax: outstandingMaxOf(rate, timeoutSeconds), startMs, clock, source: workload, sink,
   });
   const engine: PhaseEngine = { done: run.done, stop: run.stop, plannedEndMs: startMs + options.durationSeconds * 1000, stopAfterMs: null };
   const phase = await superviseEngine(options, engine, collector, clock, { rate, connections: options.connections });

@@ -181,7 +181,7 @@ describe('fixed-rate phase (paced sender)', () => {
     const clock = (): number => performance.now();
     const client = await connectPaced({ url: gateway.url, connections: 4, timeoutSeconds: 2, clock });
     const run = sendPaced({
-      client, rate: 100, durationSeconds: 1, timeoutSeconds: 2, outstandingMax: 200,
+      client, rate: 100, durationSeconds: 1, outstandingMax: 200,
       startMs: clock(), clock, source: workload,
       sink: {
         sent: () => { sent += 1; },

@@ -164,6 +164,9 @@ describe('the load generator HTTP client', () => {
     script = (socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
     const acceptedBefore = accepted;
     const raw = await RawHttpClient.connected({ origin, connections: 5, timeoutMs: 2_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() });
+    // Every connection is open once connected() settles, not merely started.
+    const sockets = (raw as unknown as { all: Array<{ socket: { connecting: boolean; destroyed: boolean } | null }> }).all.map((connection) => connection.socket);
+    expect(sockets.every((socket) => socket !== null && !socket.connecting && !socket.destroyed)).toBe(true);
     // The server may see the last accepts a moment after the client saw its connects.
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(accepted - acceptedBefore).toBe(5);

@@ -4,7 +4,7 @@
 // build of the client to compare (a path to a compiled raw-http.js placed in dist/loadtest/).
 import { createServer } from 'node:http';
 import { fork } from 'node:child_process';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 const mode = process.argv[2];
 if (mode === 'server') {
   const answer = '{"authorizationId":"dsu-1~s0000000000000001","approved":true,"responseCode":"00","approvedAmount":{"value":1000,"currency":"CNY"},"availableCredit":{"value":99000,"currency":"CNY"},"unit":"dsu-1","version":"stable"}';
@@ -24,16 +24,16 @@ if (mode === 'server') {
   // Warm up, then measure.
   for (const [phase, phaseSeconds] of [['warm-up', 2], ['measured', seconds]]) {
     let scavenges = 0, scavengeMs = 0;
-    const observer = new PerformanceObserver((list) => { for (const entry of list.getEntries()) { scavenges++; scavengeMs += entry.duration; } });
+    const observer = new PerformanceObserver((list) => { for (const entry of list.getEntries()) { if (entry.detail?.kind !== constants.NODE_PERFORMANCE_GC_MINOR) continue; scavenges++; scavengeMs += entry.duration; } });
     observer.observe({ entryTypes: ['gc'] });
-    answered = 0; bodyChars = 0;
+    answered = 0; bodyChars = 0; failed = 0;
     const c0 = process.cpuUsage();
     const start = performance.now(); let k = 0; const due = rate * phaseSeconds;
     await new Promise((resolve) => { const tick = () => { const now = performance.now(); while (k < due && start + (k * 1000) / rate <= now) { client.request('POST', '/v1/authorizations', headers, body, exchange); k++; } if (k < due) setTimeout(tick, 1); else resolve(); }; tick(); });
     await new Promise((resolve) => setTimeout(resolve, 300));
     const cpu = process.cpuUsage(c0);
     observer.disconnect();
-    if (phase === 'measured') console.log(`${process.env.CLIENT ?? 'current'}: answered ${answered} (failed ${failed}), client CPU ${((cpu.user + cpu.system) / answered).toFixed(1)} us per request (user ${(cpu.user / answered).toFixed(1)}, system ${(cpu.system / answered).toFixed(1)}), GC ${scavenges} (${scavengeMs.toFixed(0)} ms), body chars per answer ${(bodyChars / answered).toFixed(0)}`);
+    if (phase === 'measured') console.log(`${process.env.CLIENT ?? 'current'}: answered ${answered} (failed ${failed}), client CPU ${((cpu.user + cpu.system) / answered).toFixed(1)} us per request (user ${(cpu.user / answered).toFixed(1)}, system ${(cpu.system / answered).toFixed(1)}), scavenges ${scavenges} (${scavengeMs.toFixed(0)} ms), body chars per answer ${(bodyChars / answered).toFixed(0)}`);
   }
   client.destroy();
   child.kill();
