@@ -244,6 +244,9 @@ export function openLedger(path: string, options: LedgerOptions = {}): Database.
   return db;
 }
 
+/** Partition counts tried, above the highest partition in use, to name the one an old ledger was split into. */
+const partitionCountsTriedMax = 256;
+
 /**
  * A ledger's accounts are keyed by partition (partitionOf the account id and the
  * count), so a run with another count would file the same account twice. The first
@@ -258,9 +261,14 @@ export function checkPartitionCount(db: Database.Database, partitions: number): 
       // partition alone could not: a small ledger's accounts may all hash below it.
       const accounts = db.prepare('SELECT partition, account_id FROM accounts').raw().all() as Array<[number, string]>;
       if (accounts.some(([partition, accountId]) => partitionOf(accountId, partitions) !== partition)) {
-        const highest = Math.max(...accounts.map(([partition]) => partition));
-        const fits = Array.from({ length: 256 - highest }, (_, i) => highest + 1 + i)
-          .find((count) => accounts.every(([partition, accountId]) => partitionOf(accountId, count) === partition));
+        // The count that fits is above the highest partition used; the counts tried are a bounded
+        // run of those (a loop, not Math.max(...accounts): a large ledger overflows the call stack).
+        let highest = 0;
+        for (const [partition] of accounts) highest = Math.max(highest, partition);
+        let fits: number | undefined;
+        for (let count = highest + 1; count <= highest + partitionCountsTriedMax && fits === undefined; count++) {
+          if (accounts.every(([partition, accountId]) => partitionOf(accountId, count) === partition)) fits = count;
+        }
         throw new Error(`the ledger's accounts were not split into ${partitions} partitions${fits === undefined ? '' : `: run with --partitions ${fits}`}`);
       }
       writeMeta(db, 'partitions', String(partitions));

@@ -108,6 +108,24 @@ it('refuses a run with another partition count than the ledger was split into, a
   for (const id of few) account.run(partitionOf(id, 8), id);
   checkPartitionCount(db, 8);
   expect(readMeta(db, 'partitions')).toBe('8');
+  // A ledger split into more than 256 partitions (the CLI allows it) is still named.
+  db.exec("DELETE FROM meta WHERE key = 'partitions'; DELETE FROM accounts");
+  const many = Array.from({ length: 2_000 }, (_, i) => String(62258800100000 + i));
+  for (const id of many) account.run(partitionOf(id, 300), id);
+  expect(() => checkPartitionCount(db, 8)).toThrow("the ledger's accounts were not split into 8 partitions: run with --partitions 300");
+  db.close();
+});
+
+it('names the partition count of an old ledger too large to spread into one call', () => {
+  const db = openLedger(join(root, 'partitions-large.db'));
+  const account = db.prepare("INSERT INTO accounts (partition, account_id, product, currency, cycle_day, opened_date) VALUES (?, ?, 'classic', 'CNY', 1, '2026-11-01')");
+  db.transaction(() => {
+    for (let i = 0; i < 300_000; i++) {
+      const id = String(62258800000000 + i);
+      account.run(partitionOf(id, 4), id);
+    }
+  })();
+  expect(() => checkPartitionCount(db, 8)).toThrow("the ledger's accounts were not split into 8 partitions: run with --partitions 4");
   db.close();
 });
 
