@@ -235,3 +235,24 @@ describe('the card-number layout of a store', () => {
     expect(() => openUnitDatabases({ dataDir: dir, cacheKiB: 2048 })).toThrow(/card-number layout 1; this build issues and routes layout 2/);
   });
 });
+
+describe('the page size of a store', () => {
+  it('is the one asked for when the store is created, and an existing store keeps its own', () => {
+    const other = mkdtempSync(join(tmpdir(), 'dsu-pages-'));
+    try {
+      const created = openUnitDatabases({ dataDir: other, cacheKiB: 2048, pageSize: 1024 });
+      expect(created.writer.pragma('page_size', { simple: true })).toBe(1024);
+      expect(created.writer.pragma('journal_mode', { simple: true })).toBe('wal');
+      created.reader.close();
+      created.writer.close();
+      const reopened = openUnitDatabases({ dataDir: other, cacheKiB: 2048, pageSize: 8192 });
+      expect(reopened.writer.pragma('page_size', { simple: true })).toBe(1024);
+      reopened.reader.close();
+      reopened.writer.close();
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+    // The store made by beforeEach, without the option: SQLite's default.
+    expect(databases.writer.pragma('page_size', { simple: true })).toBe(4096);
+  });
+});

@@ -143,6 +143,8 @@ export interface StoreOptions {
   dataDir: string;
   /** SQLite page cache per connection, in KiB. */
   cacheKiB: number;
+  /** The page size of a store created now (SQLite's default when unset); an existing file keeps its own. */
+  pageSize?: number;
 }
 
 export interface UnitDatabases {
@@ -158,6 +160,8 @@ export function openUnitDatabases(options: StoreOptions): UnitDatabases {
   mkdirSync(options.dataDir, { recursive: true });
   const path = join(options.dataDir, 'unit.db');
   const writer = new Database(path);
+  // Only a file without pages takes a new page size, and only before it is in WAL mode.
+  if (options.pageSize !== undefined) writer.pragma(`page_size = ${options.pageSize}`);
   writer.pragma('journal_mode = WAL');
   // FULL: the WAL is fsynced at every commit, so an answered approval survives kill -9 and power loss.
   writer.pragma('synchronous = FULL');
