@@ -21,6 +21,13 @@ import { assert } from '../domain/limits.js';
 // of it is taken, so node:http parses it and answers it as it would have. Once
 // handed over, a connection stays with node:http. Requests may be pipelined:
 // answers go out in order.
+//
+// test/channel-front-differential.test.ts holds it to that: seeded malformed and
+// pipelined inputs, whole or in packets, with or without the client's FIN, get the
+// same answers behind the front as from node:http alone. Where they still differ,
+// node:http is the one that drops answers: requests pipelined after a malformed one
+// or after `connection: close` make it close before it has answered the earlier
+// ones (timing decides); the front answers those first.
 
 /** The headers the channel routes read, lowercased; a header sent twice is handed over. */
 export type FrontHeaders = Record<string, string>;
@@ -53,11 +60,13 @@ const headEnd = Buffer.from('\r\n\r\n');
 const pipelinedMax = 64;
 /** Packets an unfinished request may take before it is handed to node:http's streaming parser. */
 const partialPacketsMax = 32;
+/** node:http's answer to a request it cannot parse, when its server has no clientError listener. */
+const badRequestAnswer = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
 const internalErrorBody = JSON.stringify(new ApiError('INTERNAL', 'the gateway failed unexpectedly', null).body());
 /** RFC 9110 token characters, for methods and header names. */
 const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** An origin-form target: visible ASCII and bytes of 0x80 and above, nothing else (no controls, no spaces). */
-const targetPattern = /^\/[\x21-\x7e\x80-\xff]*$/;
+/** An origin-form target: visible ASCII, nothing else (node:http refuses controls, spaces, DEL and bytes of 0x80 and above). */
+const targetPattern = /^\/[\x21-\x7e]*$/;
 /** A header value after its optional whitespace: visible characters, spaces and tabs inside, no controls. */
 const valuePattern = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
 /** Optional whitespace around a header value (RFC 9110: spaces and tabs only). */
@@ -116,6 +125,10 @@ class FrontConnection {
   private handover: Buffer | null = null;
   /** No more requests are read: a `connection: close` request, the client's end, or the front closing. */
   private ending = false;
+  /** The client ended in the middle of a request. */
+  private cutShort = false;
+  /** The client ended while a request waited to be handed over. */
+  private endedBeforeHandover = false;
   /** Reading paused until answers go out (pipelinedMax answers owed, or the socket's buffer full). */
   private held = false;
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
@@ -126,10 +139,18 @@ class FrontConnection {
     this.socket.destroy();
   };
   private readonly onEnd = (): void => {
-    // The client sent all it will: answer what is owed, then close (node:http does the same).
+    if (this.handover !== null) {
+      // A request waits to be handed over behind answers owed: node:http gets the end with it.
+      this.endedBeforeHandover = true;
+      return;
+    }
+    // The client sent all it will: answer what is owed, then close. A request it left
+    // unfinished is then refused as node:http refuses one (400, or the server's
+    // clientError listener); node:http does that at once, before the answers owed.
     this.ending = true;
+    this.cutShort = this.buffered !== null;
     this.buffered = null;
-    if (this.handover === null && this.slots.length === 0) this.socket.end();
+    if (this.handover === null && this.slots.length === 0) this.close();
   };
   private readonly onDrain = (): void => this.release();
   private readonly onClose = (): void => this.front.forget(this);
@@ -192,7 +213,9 @@ class FrontConnection {
       }
       const end = data.indexOf(headEnd, offset);
       if (end < 0) {
-        if (data.length - offset > headerBytesMax) return this.handOver(data.subarray(offset));
+        // An unfinished head that is already not the plain form goes to node:http now,
+        // which answers it at once (a bare LF, say) instead of when it would end.
+        if (data.length - offset > headerBytesMax || !plainSoFar(data.toString('latin1', offset))) return this.handOver(data.subarray(offset));
         break;
       }
       if (end - offset > headerBytesMax) return this.handOver(data.subarray(offset));
@@ -222,6 +245,12 @@ class FrontConnection {
       }
       this.buffered = offset === 0 && data !== chunk ? data : Buffer.from(data.subarray(offset));
     }
+  }
+
+  /** Closes the connection once nothing is owed, refusing first a request the client left unfinished. */
+  private close(): void {
+    if (this.cutShort) this.front.refuseUnfinished(this.socket);
+    else this.socket.end();
   }
 
   private hold(): void {
@@ -265,7 +294,7 @@ class FrontConnection {
       this.release();
       return;
     }
-    if (closing || this.ending) socket.end();
+    if (closing || this.ending) this.close();
     else if (this.handover !== null) this.giveToNode();
     else this.release();
   }
@@ -287,6 +316,15 @@ class FrontConnection {
     }
     socket.setTimeout(0);
     this.front.forget(this);
+    if (this.endedBeforeHandover) {
+      // The stream has ended, so the bytes cannot go back into it (unshift after the
+      // end fails): node:http's listeners get them, then the end, as the socket's events,
+      // the end a turn later, as it would come after the data that preceded it.
+      this.front.giveToNode(socket);
+      if (rest.length > 0) socket.emit('data', rest);
+      setImmediate(() => socket.emit('end'));
+      return;
+    }
     socket.pause();
     if (rest.length > 0) socket.unshift(rest);
     this.front.giveToNode(socket);
@@ -302,8 +340,27 @@ interface RequestHead {
   close: boolean;
 }
 
-/** The plain form of a request head, or null for anything else (handed over). */
-function parseHead(head: string, bodyBytesMax: number): RequestHead | null {
+/** A line break that is not CRLF, or a control other than a tab: no plain head has one. */
+const notPlainPattern = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
+
+/**
+ * Whether the start of a head, up to its last CRLF, could still be the plain form: its
+ * request line and each whole header line pass, and no byte so far is out of place
+ * (a CR that ends the bytes may be followed by its LF).
+ */
+function plainSoFar(start: string): boolean {
+  const lastLineEnd = start.lastIndexOf('\r\n');
+  const trailing = start.endsWith('\r') ? start.slice(0, -1) : start;
+  if (notPlainPattern.test(trailing)) return false;
+  return lastLineEnd < 0 || parseHead(start.slice(0, lastLineEnd), Number.MAX_SAFE_INTEGER, true) !== null;
+}
+
+/**
+ * The plain form of a request head, or null for anything else (handed over). With
+ * `partial`, the head's first lines only: the request as a whole (Host, Content-Length)
+ * is not checked.
+ */
+function parseHead(head: string, bodyBytesMax: number, partial = false): RequestHead | null {
   const lineEnd = head.indexOf('\r\n');
   const requestLine = lineEnd < 0 ? head : head.slice(0, lineEnd);
   const firstSpace = requestLine.indexOf(' ');
@@ -331,6 +388,7 @@ function parseHead(head: string, bodyBytesMax: number): RequestHead | null {
     if (!valuePattern.test(value)) return null;
     headers[key] = value;
   }
+  if (partial) return { method, target, headers, bodyBytes: 0, close: false };
   // HTTP/1.1 requires Host; node:http answers its absence with 400.
   if (headers['host'] === undefined) return null;
   const length = headers['content-length'];
@@ -373,6 +431,17 @@ export class ChannelFront {
 
   onHandlerError(error: unknown): void {
     this.options.onError(error);
+  }
+
+  /**
+   * A connection whose client ended in the middle of a request: refused as node:http
+   * refuses one (its clientError event, else a bare 400), with the error it reports.
+   */
+  refuseUnfinished(socket: Socket): void {
+    const error = Object.assign(new Error('Parse Error: Invalid EOF state'), { code: 'HPE_INVALID_EOF_STATE' });
+    if (this.server.emit('clientError', error, socket)) return;
+    if (socket.writable) socket.write(badRequestAnswer);
+    socket.destroy();
   }
 
   giveToNode(socket: Socket): void {

@@ -247,6 +247,56 @@ describe('channel front door', () => {
     expect(text).toMatch(/^HTTP\/1\.1 400 /);
   });
 
+  it('hands node:http a target with bytes it refuses (0x80 and above), so the route never sees it', async () => {
+    const client = open();
+    let text = '';
+    client.socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1'); });
+    client.socket.write(Buffer.from(post('/fast/\u00e9', '{}'), 'latin1'));
+    await client.closed;
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+  });
+
+  it('hands over an unfinished head that is already malformed, so that node:http refuses it at once', async () => {
+    const client = open();
+    let text = '';
+    client.socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1'); });
+    // A bare LF, and no end of the head: waiting for the end would wait for the request timeout (5 s here).
+    client.socket.write('POST /fast/x HTTP/1.1\nhost: x\r\n');
+    const within = await Promise.race([client.closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 2_000))]);
+    expect(within).toBe(true);
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+  });
+
+  it('refuses a request the client cut short with its FIN, as node:http does, after the answers owed', async () => {
+    const client = open();
+    let text = '';
+    client.socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1'); });
+    client.socket.end(post('/fast/first', '{}') + 'POST /fast/second HTTP/1.1\r\nhost: x\r\ncontent-length: 9\r\n\r\n{');
+    await client.closed;
+    expect(text).toMatch(/^HTTP\/1\.1 200 [^]*"by":"front"[^]*HTTP\/1\.1 400 Bad Request\r\n/);
+    // With a clientError listener (the gateway's JSON refusals), the listener answers it.
+    const seen: string[] = [];
+    server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      seen.push(error.code ?? '');
+      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    });
+    const again = open();
+    again.socket.end('POST /fast/cut HTTP/1.1\r\nhost: x\r\n');
+    await again.closed;
+    expect(seen).toEqual(['HPE_INVALID_EOF_STATE']);
+  });
+
+  it('hands over a request that waited behind an answer owed when the client has already sent its FIN', async () => {
+    const client = open();
+    client.socket.end(post('/fast/hold', '{}') + post('/slow/node', '{"n":1}'));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    (held.shift() as () => void)();
+    const [first, second] = await client.next(2);
+    expect(first).toMatchObject({ status: 201, body: { by: 'front', url: '/fast/hold' } });
+    expect(second).toMatchObject({ status: 200, body: { by: 'node', url: '/slow/node', body: '{"n":1}' } });
+    await client.closed;
+  });
+
   it('closes after answering a request with connection: close', async () => {
     const client = open();
     client.socket.write(post('/fast/bye', '{}', 'connection: close\r\n'));
