@@ -72,8 +72,8 @@ const valuePattern = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x
 /** Optional whitespace around a header value (RFC 9110: spaces and tabs only). */
 const owsPattern = /^[ \t]+|[ \t]+$/g;
 const digitsPattern = /^[0-9]{1,9}$/;
-/** Headers whose presence means the request is not the plain form. */
-const handedOverHeaders = new Set(['transfer-encoding', 'expect', 'upgrade']);
+/** Headers whose presence means the request is not the plain form (llhttp reads Proxy-Connection as Connection). */
+const handedOverHeaders = new Set(['transfer-encoding', 'expect', 'upgrade', 'proxy-connection']);
 
 /** The Date header, recomputed at most once a second. */
 let dateText = '';
@@ -129,6 +129,8 @@ class FrontConnection {
   private cutShort = false;
   /** The client ended while a request waited to be handed over. */
   private endedBeforeHandover = false;
+  /** The client has sent its FIN. */
+  private clientEnded = false;
   /** Reading paused until answers go out (pipelinedMax answers owed, or the socket's buffer full). */
   private held = false;
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
@@ -139,18 +141,14 @@ class FrontConnection {
     this.socket.destroy();
   };
   private readonly onEnd = (): void => {
+    this.clientEnded = true;
     if (this.handover !== null) {
       // A request waits to be handed over behind answers owed: node:http gets the end with it.
       this.endedBeforeHandover = true;
       return;
     }
-    // The client sent all it will: answer what is owed, then close. A request it left
-    // unfinished is then refused as node:http refuses one (400, or the server's
-    // clientError listener); node:http does that at once, before the answers owed.
-    this.ending = true;
-    this.cutShort = this.buffered !== null;
-    this.buffered = null;
-    if (this.handover === null && this.slots.length === 0) this.close();
+    // Reading is held (answers owed): the requests buffered are read once they go out.
+    if (!this.held) this.finishEnded();
   };
   private readonly onDrain = (): void => this.release();
   private readonly onClose = (): void => this.front.forget(this);
@@ -247,6 +245,19 @@ class FrontConnection {
     }
   }
 
+  /**
+   * The client sent all it will and every whole request of it has been read: answer
+   * what is owed, then close. A request it left unfinished is then refused as node:http
+   * refuses one (400, or the server's clientError listener); node:http does that at
+   * once, before the answers owed. Line breaks alone are not a request (llhttp skips them).
+   */
+  private finishEnded(): void {
+    this.ending = true;
+    this.cutShort = this.buffered !== null && !lineBreaksOnlyPattern.test(this.buffered.toString('latin1'));
+    this.buffered = null;
+    if (this.handover === null && this.slots.length === 0) this.close();
+  }
+
   /** Closes the connection once nothing is owed, refusing first a request the client left unfinished. */
   private close(): void {
     if (this.cutShort) this.front.refuseUnfinished(this.socket);
@@ -264,7 +275,9 @@ class FrontConnection {
     if (!this.held || this.slots.length >= pipelinedMax || this.socket.writableNeedDrain) return;
     this.held = false;
     if (this.buffered !== null) this.read(Buffer.alloc(0));
-    if (!this.held && this.handover === null) this.socket.resume();
+    if (this.held || this.handover !== null) return;
+    if (this.clientEnded) this.finishEnded();
+    else this.socket.resume();
   }
 
   /** Writes the answers that are ready, in request order; hands over or closes once nothing is owed. */
@@ -301,6 +314,8 @@ class FrontConnection {
 
   private handOver(rest: Buffer): void {
     this.handover = rest;
+    // Reached from the requests buffered while reading was held, after the client's FIN.
+    if (this.clientEnded) this.endedBeforeHandover = true;
     this.buffered = null;
     this.socket.pause();
     if (this.slots.length === 0) this.giveToNode();
@@ -322,7 +337,10 @@ class FrontConnection {
       // the end a turn later, as it would come after the data that preceded it.
       this.front.giveToNode(socket);
       if (rest.length > 0) socket.emit('data', rest);
-      setImmediate(() => socket.emit('end'));
+      // Not once node:http has closed the socket (a refusal): its parser is back in node's pool.
+      setImmediate(() => {
+        if (!socket.destroyed) socket.emit('end');
+      });
       return;
     }
     socket.pause();
@@ -340,6 +358,8 @@ interface RequestHead {
   close: boolean;
 }
 
+/** Bytes that llhttp skips before a request line. */
+const lineBreaksOnlyPattern = /^[\r\n]*$/;
 /** A line break that is not CRLF, or a control other than a tab: no plain head has one. */
 const notPlainPattern = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 
@@ -383,7 +403,11 @@ function parseHead(head: string, bodyBytesMax: number, partial = false): Request
     if (!tokenPattern.test(name)) return null;
     const key = name.toLowerCase();
     if (handedOverHeaders.has(key) || headers[key] !== undefined) return null;
-    const value = line.slice(colon + 1).replace(owsPattern, '');
+    const raw = line.slice(colon + 1);
+    // A value that ends in a tab: llhttp refuses it in Content-Length and does not read
+    // `close` in Connection from it, where the whitespace rule below would; node:http decides.
+    if (raw.endsWith('\t')) return null;
+    const value = raw.replace(owsPattern, '');
     // Bare CR or LF, NUL and other controls: node:http answers 400; so does it after handover.
     if (!valuePattern.test(value)) return null;
     headers[key] = value;

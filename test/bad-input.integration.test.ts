@@ -132,7 +132,10 @@ describe('malformed input gets a 4xx and changes nothing', () => {
         const key = path[path.length - 1] as string;
         if (kind < 0.6) parent[key] = pick(odd);
         else if (kind < 0.8) delete parent[key];
-        else if (parent !== null && typeof parent === 'object') parent[pick(['tip', 'pin', '__proto__', 'constructor', 'value'])] = pick(odd);
+        else if (parent !== null && typeof parent === 'object') {
+          // defineProperty: an assignment to __proto__ would set the prototype, and the key would not be sent.
+          Object.defineProperty(parent, pick(['tip', 'pin', '__proto__', 'constructor', 'value']), { value: pick(odd), enumerable: true, writable: true, configurable: true });
+        }
       }
       return result;
     };

@@ -20,7 +20,7 @@ const seed = 20261202;
 const cases = 300;
 const concurrent = 20;
 /** A connection counts as left open once nothing has come for this long after the last byte sent. */
-const quietMs = 150;
+const quietMs = 400;
 
 function echo(request: IncomingMessage, response: ServerResponse): void {
   const chunks: Buffer[] = [];
@@ -155,7 +155,8 @@ function request(clean: boolean, last: boolean): string {
 const bytesInPlace = ['\r', '\n', ' ', '\t', ':', '\0', '\x7f', '\x80', 'a', '0', '9', '+', '-', ',', '"', '/', '\r\n', '\r\n\r\n'];
 const headerLines = ['transfer-encoding: chunked', 'content-length: 3', 'content-length: 0', 'content-length:  2 ', 'content-length: +2',
   'content-length: 0x2', 'host: y', 'expect: 100-continue', 'upgrade: h2c', ' folded', 'x-a : b', 'x-b:\tc\t', 'Idempotency-Key: dup',
-  'connection: close, keep-alive', 'x-c: \x80\xff', 'x-d: a\x7fb', ':no-name'];
+  'connection: close, keep-alive', 'x-c: \x80\xff', 'x-d: a\x7fb', ':no-name', 'content-length: 2\t', 'content-length:\t2',
+  'connection: close\t', 'connection:\tclose', 'proxy-connection: close'];
 
 /** One to three edits: a byte replaced, inserted or removed, a header line added, the version changed. */
 function mutate(text: string): string {
@@ -203,17 +204,22 @@ interface Case {
 }
 
 function makeCase(index: number): Case {
-  const pipelined = random() < 0.25;
+  const shape = random();
+  const pipelined = shape < 0.25;
   let text = '';
   if (pipelined) {
-    const count = 2 + Math.floor(random() * 2);
+    // Mostly a few; now and then more than the 64 answers the front may owe before it stops reading.
+    const count = shape < 0.03 ? 66 + Math.floor(random() * 15) : 2 + Math.floor(random() * 2);
     for (let k = 0; k < count; k++) text += request(true, k === count - 1);
   } else {
     text = request(false, true);
     if (random() < 0.85) text = mutate(text);
   }
-  const raw = Buffer.from(text, 'latin1');
-  return { index, bytes: pipelined ? raw : firstRequestOnly(raw), fin: random() < 0.5, pieceBytes: random() < 0.3 ? 8 + Math.floor(random() * 40) : null };
+  let bytes = Buffer.from(text, 'latin1');
+  if (!pipelined) bytes = firstRequestOnly(bytes);
+  // Line breaks after the last request, which llhttp skips: not a request cut short.
+  if (random() < 0.1) bytes = Buffer.concat([bytes, Buffer.from(pick(['\r', '\r\n', '\n', '\r\n\r\n']))]);
+  return { index, bytes, fin: random() < 0.5, pieceBytes: random() < 0.3 ? 8 + Math.floor(random() * 40) : null };
 }
 
 describe('the channel front door against node:http alone', () => {

@@ -159,6 +159,9 @@ describe('channel front door', () => {
     ['a DEL in the target', post('/fast/\u007f', '{}'), 400, null],
     ['a space before the colon', post('/fast/c', '{}', 'x-note : a\r\n'), 400, null],
     ['obs-fold', post('/fast/c', '{}', 'x-note: a\r\n  b\r\n'), 400, null],
+    ['a content-length ending in a tab', 'POST /fast/t HTTP/1.1\r\nhost: x\r\ncontent-length: 2\t\r\n\r\n{}', 400, null],
+    ['a connection value ending in a tab (not close to llhttp)', post('/fast/t', '{}', 'connection: close\t\r\n'), 200, 'node'],
+    ['proxy-connection (read as connection by llhttp)', post('/fast/p', '{}', 'proxy-connection: close\r\n'), 200, 'node'],
   ])('hands over a request that is not in the plain form: %s', async (_name, bytes, status, by) => {
     const client = open();
     client.socket.write(Buffer.from(bytes, 'latin1'));
@@ -295,6 +298,28 @@ describe('channel front door', () => {
     expect(first).toMatchObject({ status: 201, body: { by: 'front', url: '/fast/hold' } });
     expect(second).toMatchObject({ status: 200, body: { by: 'node', url: '/slow/node', body: '{"n":1}' } });
     await client.closed;
+  });
+
+  it('reads the requests it held back (answers owed) after the client\'s FIN, and refuses none of them', async () => {
+    const client = open();
+    let requests = post('/fast/hold', '{}');
+    for (let i = 1; i < 80; i++) requests += post(`/fast/${i}`, '{}');
+    client.socket.end(requests);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    (held.shift() as () => void)();
+    const answers = await client.next(80);
+    expect(answers.map((answer) => answer.status)).toEqual([201, ...new Array<number>(79).fill(200)]);
+    await client.closed;
+  });
+
+  it('takes line breaks after the last request and a FIN as the end, not as a request cut short', async () => {
+    const client = open();
+    let text = '';
+    client.socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1'); });
+    client.socket.end(post('/fast/last', '{}') + '\r');
+    await client.closed;
+    expect(text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
   });
 
   it('closes after answering a request with connection: close', async () => {

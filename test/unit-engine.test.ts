@@ -254,5 +254,7 @@ describe('the page size of a store', () => {
     }
     // The store made by beforeEach, without the option: SQLite's default.
     expect(databases.writer.pragma('page_size', { simple: true })).toBe(4096);
+    // A size SQLite would ignore without a word is refused.
+    expect(() => openUnitDatabases({ dataDir: other, cacheKiB: 2048, pageSize: 1000 })).toThrow(/pageSize is a power of two/);
   });
 });

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { assert } from '../domain/limits.js';
 
 // A unit's own store: one SQLite file in WAL mode with synchronous=FULL, so a
 // committed transaction is on disk before the unit answers. Two connections: the
@@ -157,6 +158,10 @@ export interface UnitDatabases {
 export const walBytesKeptMax = 64 * 1024 * 1024;
 
 export function openUnitDatabases(options: StoreOptions): UnitDatabases {
+  if (options.pageSize !== undefined) {
+    // SQLite ignores any other value without a word.
+    assert(Number.isInteger(Math.log2(options.pageSize)) && options.pageSize >= 512 && options.pageSize <= 65_536, 'pageSize is a power of two, 512..65536');
+  }
   mkdirSync(options.dataDir, { recursive: true });
   const path = join(options.dataDir, 'unit.db');
   const writer = new Database(path);

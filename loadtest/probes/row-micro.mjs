@@ -12,6 +12,7 @@ const db = new Database(store, { readonly: true });
 const hashes = db.prepare('SELECT pan_hash FROM cards').pluck().all();
 const asRead = `SELECT c.account_id, c.last4, c.expiry, c.cvv_hash, c.status, c.cash_day, c.cash_amount, c.cash_count,
   a.product, a.currency, a.credit_limit, a.posted_balance, a.open_holds FROM cards c JOIN accounts a ON a.account_id = c.account_id WHERE c.pan_hash = ?`;
+// The probe binds the card's hash as the CVV hash too: the comparison is always false, its cost the same.
 const cvvInSql = asRead.replace('c.cvv_hash,', 'c.cvv_hash = ? AS cvv_matches,');
 const forms = {
   object: ((s) => (hash) => s.get(hash))(db.prepare(asRead)),

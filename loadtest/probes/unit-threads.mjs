@@ -45,18 +45,22 @@ if (process.env.PERF === '1') {
   const recorder = spawn('perf', ['record', '-F', '999', '-g', '-o', '/tmp/unit.perf', '-p', String(unitPids[0]), '--', 'sleep', '9'], { stdio: 'inherit' });
   perf = new Promise((resolve) => recorder.on('exit', resolve));
 }
-const us = (ticksDelta, ops) => ((ticksDelta * 10_000) / ops).toFixed(1); // 100 ticks a second
-for (let round = 1; round <= rounds; round++) {
-  const [unitsBefore, gatewayBefore, batchesBefore] = [sum(unitPids), ticks(gatewayPid), await batches()];
-  const { phase } = await measure(loaded.target, loaded.cards, options, round, 'closed');
-  const [unitsAfter, gatewayAfter, batchesAfter] = [sum(unitPids), ticks(gatewayPid), await batches()];
-  const ops = batchesAfter.ops - batchesBefore.ops;
-  const line = (name, before, after) => `${name} user ${us(after[0] - before[0], ops)} system ${us(after[1] - before[1], ops)}`;
-  console.log(`round ${round}: ${phase.totals.throughputOverall}/s, ${ops} unit operations in ${batchesAfter.count - batchesBefore.count} batches `
-    + `(${(ops / (batchesAfter.count - batchesBefore.count)).toFixed(1)} per batch); CPU us per operation:`);
-  console.log(`  units: ${line('main threads', unitsBefore.main, unitsAfter.main)}; ${line('other threads', unitsBefore.other, unitsAfter.other)}`);
-  console.log(`  gateway: ${line('main thread', gatewayBefore.main, gatewayAfter.main)}; ${line('other threads', gatewayBefore.other, gatewayAfter.other)}`);
+// Ticks per operation in microseconds (100 ticks a second); a thread that ended between two readings takes its ticks with it, hence the floor at 0.
+const us = (ticksDelta, ops) => ((Math.max(0, ticksDelta) * 10_000) / ops).toFixed(1);
+try {
+  for (let round = 1; round <= rounds; round++) {
+    const [unitsBefore, gatewayBefore, batchesBefore] = [sum(unitPids), ticks(gatewayPid), await batches()];
+    const { phase } = await measure(loaded.target, loaded.cards, options, round, 'closed');
+    const [unitsAfter, gatewayAfter, batchesAfter] = [sum(unitPids), ticks(gatewayPid), await batches()];
+    const ops = batchesAfter.ops - batchesBefore.ops;
+    const line = (name, before, after) => `${name} user ${us(after[0] - before[0], ops)} system ${us(after[1] - before[1], ops)}`;
+    console.log(`round ${round}: ${phase.totals.throughputOverall}/s, ${ops} unit operations in ${batchesAfter.count - batchesBefore.count} batches `
+      + `(${(ops / (batchesAfter.count - batchesBefore.count)).toFixed(1)} per batch); CPU us per operation:`);
+    console.log(`  units: ${line('main threads', unitsBefore.main, unitsAfter.main)}; ${line('other threads', unitsBefore.other, unitsAfter.other)}`);
+    console.log(`  gateway: ${line('main thread', gatewayBefore.main, gatewayAfter.main)}; ${line('other threads', gatewayBefore.other, gatewayAfter.other)}`);
+  }
+  if (perf !== null) await perf;
+} finally {
+  await loaded.cluster.close();
+  rmSync(loaded.root, { recursive: true, force: true });
 }
-if (perf !== null) await perf;
-await loaded.cluster.close();
-rmSync(loaded.root, { recursive: true, force: true });
