@@ -4,7 +4,7 @@ import { calendarOf } from '../domain/authorize-rules.js';
 import { assert, limits } from '../domain/limits.js';
 import { convertMinor, isCurrency, type FxTable } from '../domain/money.js';
 import { cycleDayOf, partitionOf } from './accounting-rules.js';
-import { checkPartitionCount, readMeta, writeMeta } from './ledger-store.js';
+import { checkPartitionCount, heldMinorKey, holdKinds, readMeta, writeMeta } from './ledger-store.js';
 import { withRetry } from './retry.js';
 
 // Reads a unit's journal through its feed (GET /v1/journal?after=<seq>), page by
@@ -45,8 +45,16 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
     // The cursor again, inside the transaction: a page another run applied since it
     // was read is not applied twice (hold changes add up; they are not idempotent).
     const cursor = Number(readMeta(db, 'feedCursor') ?? '0');
-    for (const entry of entries) if (entry[0] > cursor) applyEntry(statements, entry, options);
+    let heldMinor = 0;
+    for (const entry of entries) {
+      if (entry[0] <= cursor) continue;
+      applyEntry(statements, entry, options);
+      if (holdKindSet.has(entry[2])) heldMinor += entry[5];
+    }
     writeMeta(db, 'feedCursor', String(Math.max(cursor, entries[entries.length - 1]?.[0] ?? 0)));
+    // In the cursor's transaction, so that a page counts once whatever is killed when.
+    const held = readMeta(db, heldMinorKey);
+    if (held !== null) writeMeta(db, heldMinorKey, String(Number(held) + heldMinor));
   });
   let applied = 0;
   for (;;) {
@@ -60,7 +68,8 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
 }
 
 /** The kinds of journal entry batch accounting reads; the unit skips the others (declines, card events, its own acknowledgements). */
-export const feedKinds = ['account.opened', 'auth.approved', 'auth.refund', 'hold.incremented', 'hold.reversed', 'hold.expired'] as const;
+export const feedKinds = ['account.opened', ...holdKinds] as const;
+const holdKindSet: ReadonlySet<string> = new Set(holdKinds);
 
 async function fetchPage(unitUrl: string, after: number, limit: number): Promise<FeedEntry[]> {
   const url = `${unitUrl}/v1/journal?after=${after}&limit=${limit}&format=accounting&kinds=${feedKinds.join(',')}`;

@@ -240,6 +240,11 @@ export function openLedger(path: string, options: LedgerOptions = {}): Database.
     if (upgrading || readMeta(db, sentMinorKey) === null) {
       writeMeta(db, sentMinorKey, String(db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number));
     }
+    // The holds' counters start with the ledger: nothing read from the feed yet, nothing sent.
+    if (!existing) {
+      writeMeta(db, heldMinorKey, '0');
+      writeMeta(db, releasedMinorKey, '0');
+    }
   }).immediate();
   return db;
 }
@@ -280,6 +285,20 @@ export function checkPartitionCount(db: Database.Database, partitions: number): 
 
 /** Meta key of the sum of the postings marked sent (answered 200 by the unit), in minor units. */
 export const sentMinorKey = 'sentMinor';
+
+/**
+ * The open holds a unit's journal accounts for, as this ledger has seen them
+ * (reconcile.ts compares them with the unit's own sum):
+ * - heldMinorKey: the sum of the amounts of the entries of holdKinds read from the
+ *   feed through its cursor (every entry's amount is the change it made to open holds);
+ * - releasedMinorKey: the holds the unit reported released by the postings marked sent.
+ * Counted from the ledger's first entry, so a ledger made before them has neither,
+ * and its holds are not compared.
+ */
+export const heldMinorKey = 'heldMinor';
+export const releasedMinorKey = 'releasedMinor';
+/** The feed's kinds of entry that move open holds (the postings' releases are counted from their answers). */
+export const holdKinds = ['auth.approved', 'auth.refund', 'hold.incremented', 'hold.reversed', 'hold.expired'] as const;
 
 export function readMeta(db: Database.Database, key: string): string | null {
   const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;

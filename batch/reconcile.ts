@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { request } from 'undici';
-import { readMeta, sentMinorKey } from './ledger-store.js';
+import { heldMinorKey, holdKinds, readMeta, releasedMinorKey, sentMinorKey } from './ledger-store.js';
 
 // Reconciliation of one unit for one business date: authorizations against
 // clearing against the ledger against the unit. Every total that must agree is
@@ -18,6 +18,14 @@ export interface Reconciliation {
   postings: { sentMinor: number; unsent: number; rejected: number };
   /** The unit's own sums over its accounts, read after the postings were sent. */
   unitTotals: UnitTotals;
+  /**
+   * The unit's open holds against its journal, at the journal sequence its sums were
+   * read at: the holds placed, incremented, reversed and expired by the entries the
+   * ledger read (through its cursor) and by those after it (summed by the unit in the
+   * same snapshot), less the holds the postings released. Null for a ledger made
+   * before these counters, or a unit that does not sum its journal.
+   */
+  holds: { journalSeq: number; heldMinor: number; releasedMinor: number; expectedMinor: number } | null;
   statements: number;
   mismatches: string[];
 }
@@ -26,10 +34,15 @@ export interface UnitTotals {
   accounts: number;
   postedMinor: number;
   openHoldsMinor: number;
+  /** The journal's last sequence number when the sums were read, and its amounts of some kinds after a cursor (units/feed-reader.ts). */
+  journalSeq?: number;
+  amountsAfter?: { after: number; kinds: string[]; minor: number };
 }
 
-export async function fetchUnitTotals(unitUrl: string): Promise<UnitTotals> {
-  const response = await request(`${unitUrl}/v1/totals`, { headersTimeout: 30_000, bodyTimeout: 30_000 });
+/** The unit's sums; with `holdsAfter` (the ledger's feed cursor), also its journal's hold changes after it. */
+export async function fetchUnitTotals(unitUrl: string, holdsAfter: number | null = null): Promise<UnitTotals> {
+  const query = holdsAfter === null ? '' : `?after=${holdsAfter}&kinds=${holdKinds.join(',')}`;
+  const response = await request(`${unitUrl}/v1/totals${query}`, { headersTimeout: 30_000, bodyTimeout: 30_000 });
   const body = (await response.body.json()) as UnitTotals;
   if (response.statusCode !== 200) throw new Error(`unit ${unitUrl} totals answered ${response.statusCode}`);
   return body;
@@ -79,12 +92,31 @@ export function reconcile(db: Database.Database, unitId: string, date: string, u
   for (const row of rejected) mismatches.push(`posting ${row.reference} rejected by the unit (account ${row.account_id})`);
   for (const id of unmatched) mismatches.push(`clearing ${id} names an authorization the unit never approved`);
   for (const partition of unposted) mismatches.push(`clearing of partition ${partition} not posted`);
+  const holds = compareHolds(db, unitTotals);
+  if (holds !== null && holds.expectedMinor !== unitTotals.openHoldsMinor) {
+    mismatches.push(`unit open holds ${unitTotals.openHoldsMinor} != ${holds.expectedMinor} its journal accounts for at sequence ${holds.journalSeq} `
+      + `(held ${holds.heldMinor}, released by postings ${holds.releasedMinor})`);
+  }
   const statements = db.prepare('SELECT count(*) FROM statements WHERE statement_date = ?').pluck().get(date) as number;
   return {
     unit: unitId, date, authorizations, clearing,
     ledger: { debitMinor: totals.debit, creditMinor: totals.credit, receivableMinor: receivable, accountBalancesMinor: balances, entries },
-    postings: { sentMinor, unsent, rejected: rejected.length }, unitTotals, statements, mismatches,
+    postings: { sentMinor, unsent, rejected: rejected.length }, unitTotals, holds, statements, mismatches,
   };
+}
+
+/** The open holds the unit's journal accounts for, when both the ledger and the unit count them (see Reconciliation.holds). */
+function compareHolds(db: Database.Database, unitTotals: UnitTotals): Reconciliation['holds'] {
+  const held = readMeta(db, heldMinorKey);
+  const released = readMeta(db, releasedMinorKey);
+  const cursor = Number(readMeta(db, 'feedCursor') ?? '0');
+  const after = unitTotals.amountsAfter;
+  if (held === null || released === null || after === undefined || unitTotals.journalSeq === undefined) return null;
+  // Sums for another cursor, or of other kinds, would not add up to the unit's: not compared.
+  if (after.after !== cursor || after.kinds.join(',') !== holdKinds.join(',')) return null;
+  const heldMinor = Number(held) + after.minor;
+  const releasedMinor = Number(released);
+  return { journalSeq: unitTotals.journalSeq, heldMinor, releasedMinor, expectedMinor: heldMinor - releasedMinor };
 }
 
 interface DayTotals {

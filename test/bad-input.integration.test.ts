@@ -261,6 +261,25 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     }
   });
 
+  it('totals requests with bad parameters, and the sums of a good one', async () => {
+    const unitUrl = cluster.topology.units[0]!.url;
+    const cases: Array<[string, string, string]> = [
+      ['after=-1&kinds=auth.approved', 'INVALID_FIELD', 'after'], ['after=x&kinds=auth.approved', 'INVALID_FIELD', 'after'],
+      ['kinds=auth.approved', 'INVALID_FIELD', 'after'], ['after=0', 'MISSING_FIELD', 'kinds'], ['after=0&kinds=auth.approved;drop', 'INVALID_FIELD', 'kinds'],
+    ];
+    for (const [query, code, field] of cases) {
+      const answer = await call(unitUrl, 'GET', `/v1/totals?${query}`);
+      expect(answer.status, query).toBe(400);
+      expect(answer.body.error, query).toMatchObject({ code, field });
+    }
+    // Every hold change the unit's journal holds, after sequence 0: its open holds, in one snapshot.
+    const kinds = 'auth.approved,auth.refund,hold.incremented,hold.reversed,hold.expired,balance.posted';
+    const good = await call(unitUrl, 'GET', `/v1/totals?after=0&kinds=${kinds}`);
+    expect(good.status).toBe(200);
+    expect(good.body).toMatchObject({ journalSeq: expect.any(Number), amountsAfter: { after: 0, kinds: kinds.split(',') } });
+    expect(good.body.amountsAfter.minor).toBe(good.body.openHoldsMinor);
+  });
+
   it('account opening with bad limits or products', async () => {
     const before = await journalEnds();
     const cases: Array<[unknown, string, string]> = [

@@ -10,7 +10,8 @@ import { isBusinessDate, partitionOf } from '../batch/accounting-rules.js';
 import { runStep } from '../batch/eod-steps.js';
 import { BatchBusyError, lockBatchRoot } from '../batch/run-lock.js';
 import { runEndOfDay } from '../batch/end-of-day.js';
-import { checkPartitionCount, ledgerPath, ledgerSchemaVersion, openLedger, readMeta, sentMinorKey } from '../batch/ledger-store.js';
+import { checkPartitionCount, heldMinorKey, holdKinds, ledgerPath, ledgerSchemaVersion, openLedger, readMeta, releasedMinorKey, sentMinorKey, writeMeta } from '../batch/ledger-store.js';
+import { reconcile, type UnitTotals } from '../batch/reconcile.js';
 
 // A task that fails in a pool thread reaches the run's caller with the task's name
 // and SQLite's own message, not as a structured clone that prints "[object Object]".
@@ -127,6 +128,32 @@ it('names the partition count of an old ledger too large to spread into one call
   })();
   expect(() => checkPartitionCount(db, 8)).toThrow("the ledger's accounts were not split into 8 partitions: run with --partitions 4");
   db.close();
+});
+
+it('lists a unit whose open holds differ from what its journal accounts for, and compares only sums for the ledger\'s own cursor', () => {
+  const db = openLedger(join(root, 'holds.db'));
+  try {
+    // A new ledger counts from its first entry; say it has read through sequence 40.
+    writeMeta(db, 'feedCursor', '40');
+    writeMeta(db, heldMinorKey, '1000');
+    writeMeta(db, releasedMinorKey, '300');
+    const totals = (openHoldsMinor: number, after = 40, minor = 250): UnitTotals => ({
+      accounts: 0, postedMinor: 0, openHoldsMinor, journalSeq: 55, amountsAfter: { after, kinds: [...holdKinds], minor },
+    });
+    const holdMismatches = (unit: UnitTotals): string[] => reconcile(db, 'dsu-1', '2026-11-21', unit).mismatches.filter((text) => text.includes('open holds'));
+    // Held through the cursor 1000, 250 more after it, 300 released: 950.
+    expect(reconcile(db, 'dsu-1', '2026-11-21', totals(950)).holds).toEqual({ journalSeq: 55, heldMinor: 1250, releasedMinor: 300, expectedMinor: 950 });
+    expect(holdMismatches(totals(950))).toEqual([]);
+    expect(holdMismatches(totals(949))).toEqual(['unit open holds 949 != 950 its journal accounts for at sequence 55 (held 1250, released by postings 300)']);
+    // Sums after another point than the ledger's cursor, or from a unit that does not sum its journal: not compared.
+    expect(reconcile(db, 'dsu-1', '2026-11-21', totals(949, 39)).holds).toBeNull();
+    expect(reconcile(db, 'dsu-1', '2026-11-21', { accounts: 0, postedMinor: 0, openHoldsMinor: 949 }).holds).toBeNull();
+    // A ledger made before the counters: not compared either.
+    db.prepare('DELETE FROM meta WHERE key = ?').run(heldMinorKey);
+    expect(holdMismatches(totals(949))).toEqual([]);
+  } finally {
+    db.close();
+  }
 });
 
 it('knows the calendar: 2026-02-29 and 2026-04-31 are no business dates', () => {

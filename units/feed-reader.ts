@@ -30,6 +30,17 @@ export function isFeedFormat(text: string): text is FeedFormat {
   return (feedFormats as readonly string[]).includes(text);
 }
 
+/**
+ * The sum of the journal's amounts of some kinds after a sequence number, in the
+ * snapshot the totals are read from. Every entry's amount is the change it made to
+ * its account's open holds (units/engine.ts), so batch accounting gets the holds the
+ * entries it has not read yet moved, at the very point the unit's sums were taken.
+ */
+export interface AmountsAfter {
+  after: number;
+  kinds: string[];
+}
+
 export interface FeedRequest {
   after: number;
   limit: number;
@@ -53,6 +64,8 @@ export class FeedReader {
   private readonly statements = new Map<string, Database.Statement>();
   private readonly last;
   private readonly totals;
+  /** Sums of amounts after a sequence number, by count of kinds. */
+  private readonly amountStatements = new Map<number, Database.Statement>();
 
   constructor(path: string) {
     this.db = new Database(path, { readonly: true });
@@ -81,9 +94,26 @@ export class FeedReader {
     return `{"unit":${JSON.stringify(unitId)},"entries":[${parts.join(',')}],"lastSeq":${last}}`;
   }
 
-  /** Sums over the unit's accounts, for batch reconciliation: a scan, so it runs here and not on the unit's event loop. */
-  renderTotals(unitId: string): string {
-    return JSON.stringify({ unit: unitId, ...(this.totals.get() as object) });
+  /**
+   * Sums over the unit's accounts, for batch reconciliation: a scan, so it runs here
+   * and not on the unit's event loop. With `amounts`, also the journal's last sequence
+   * number and its amounts of those kinds after `amounts.after`, all in one snapshot.
+   */
+  renderTotals(unitId: string, amounts: AmountsAfter | null = null): string {
+    if (amounts === null) return JSON.stringify({ unit: unitId, ...(this.totals.get() as object) });
+    let sum = this.amountStatements.get(amounts.kinds.length);
+    if (sum === undefined) {
+      sum = this.db.prepare(`SELECT coalesce(sum(amount), 0) FROM journal WHERE seq > ? AND seq <= ? AND kind IN (${amounts.kinds.map(() => '?').join(',')})`).pluck();
+      this.amountStatements.set(amounts.kinds.length, sum);
+    }
+    const statement = sum;
+    return JSON.stringify(this.readPage(() => {
+      const journalSeq = this.last.get() as number;
+      return {
+        unit: unitId, ...(this.totals.get() as object), journalSeq,
+        amountsAfter: { after: amounts.after, kinds: amounts.kinds, minor: statement.get(amounts.after, journalSeq, ...amounts.kinds) as number },
+      };
+    }));
   }
 
   private readonly readPage = <T>(read: () => T): T => this.db.transaction(read)();

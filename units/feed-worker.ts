@@ -1,7 +1,7 @@
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { FeedReader, type FeedRequest } from './feed-reader.js';
+import { FeedReader, type AmountsAfter, type FeedRequest } from './feed-reader.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 // A worker thread of the unit that serves the journal feed, so that rendering a
@@ -41,9 +41,9 @@ new WalCheckpointer(checkpointer, {
   onChase: (outcome, passes) => parentPort?.postMessage({ chase: outcome, passes }),
 }).start();
 
-parentPort?.on('message', (request: { id: number; totals: boolean } & FeedRequest) => {
+parentPort?.on('message', (request: { id: number; totals: boolean; amounts?: AmountsAfter | null } & FeedRequest) => {
   try {
-    parentPort?.postMessage({ id: request.id, text: request.totals ? reader.renderTotals(unitId) : reader.render(unitId, request) });
+    parentPort?.postMessage({ id: request.id, text: request.totals ? reader.renderTotals(unitId, request.amounts ?? null) : reader.render(unitId, request) });
   } catch (error) {
     parentPort?.postMessage({ id: request.id, error: String(error) });
   }

@@ -51,6 +51,13 @@ const feedRestartDelayMsMin = 100;
 const feedRestartDelayMsMax = 10_000;
 /** Entry kinds one feed request may filter on (there are about twenty). */
 const feedKindsMax = 32;
+
+/** A `kinds` parameter: a comma-separated list of entry kinds, or absent. */
+function checkKinds(kinds: string | null): ApiError | null {
+  if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds');
+  if (kinds !== null && kinds.split(',').length > feedKindsMax) return new ApiError('INVALID_FIELD', `kinds lists at most ${feedKindsMax} entry kinds`, 'kinds');
+  return null;
+}
 const sweepIntervalMs = 1_000;
 const sweepHoldsMax = 1_000;
 
@@ -197,8 +204,8 @@ export class UnitServer {
       this.account(decodeSegment(url.slice('/v1/accounts/'.length)), response);
     } else if (request.method === 'GET' && url.startsWith('/v1/journal')) {
       this.journal(new URL(url, 'http://unit').searchParams, response);
-    } else if (request.method === 'GET' && url === '/v1/totals') {
-      this.askFeedWorker({ totals: true }, response);
+    } else if (request.method === 'GET' && (url === '/v1/totals' || url.startsWith('/v1/totals?'))) {
+      this.totals(new URL(url, 'http://unit').searchParams, response);
     } else if (request.method === 'GET' && url === '/healthz') {
       const { unitId, role, release } = this.options;
       sendJson(response, 200, { status: 'ok', unit: unitId, role, release, ha: this.ha.role, journalSeq: this.readLastSeq.get(), nowMs: this.clock.nowMs() });
@@ -279,6 +286,19 @@ export class UnitServer {
     });
   }
 
+  /** GET /v1/totals, and with `after` and `kinds` the journal's amounts of those kinds after `after` (see FeedReader.renderTotals). */
+  private totals(params: URLSearchParams, response: ServerResponse): void {
+    const afterText = params.get('after');
+    const kinds = params.get('kinds');
+    if (afterText === null && kinds === null) return this.askFeedWorker({ totals: true }, response);
+    const after = Number(afterText ?? Number.NaN);
+    if (!Number.isSafeInteger(after) || after < 0) return sendError(response, new ApiError('INVALID_FIELD', 'after is a non-negative integer', 'after'));
+    const kindsError = checkKinds(kinds);
+    if (kinds === null) return sendError(response, new ApiError('MISSING_FIELD', 'kinds names the entry kinds whose amounts are summed after `after`', 'kinds'));
+    if (kindsError !== null) return sendError(response, kindsError);
+    this.askFeedWorker({ totals: true, amounts: { after, kinds: kinds.split(',') } }, response);
+  }
+
   private journal(params: URLSearchParams, response: ServerResponse): void {
     const after = Number(params.get('after') ?? '0');
     const limit = Number(params.get('limit') ?? String(limits.journalPageEntriesMax));
@@ -287,8 +307,8 @@ export class UnitServer {
       return sendError(response, new ApiError('INVALID_FIELD', `limit is 1..${limits.journalPageEntriesMax}`, 'limit'));
     }
     const kinds = params.get('kinds');
-    if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return sendError(response, new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds'));
-    if (kinds !== null && kinds.split(',').length > feedKindsMax) return sendError(response, new ApiError('INVALID_FIELD', `kinds lists at most ${feedKindsMax} entry kinds`, 'kinds'));
+    const kindsError = checkKinds(kinds);
+    if (kindsError !== null) return sendError(response, kindsError);
     const format = params.get('format') ?? 'full';
     if (!isFeedFormat(format)) return sendError(response, new ApiError('INVALID_FIELD', `format is one of ${feedFormats.join(', ')}`, 'format'));
     this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), format }, response);
