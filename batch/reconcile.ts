@@ -44,6 +44,8 @@ export async function fetchUnitTotals(unitUrl: string, holdsAfter: number | null
   const query = holdsAfter === null ? '' : `?after=${holdsAfter}&kinds=${holdKinds.join(',')}`;
   const response = await request(`${unitUrl}/v1/totals${query}`, { headersTimeout: 30_000, bodyTimeout: 30_000 });
   const body = (await response.body.json()) as UnitTotals;
+  // A unit of a version before the journal sums (gray release mixes versions) knows only the plain route: its holds are not compared.
+  if (response.statusCode === 404 && holdsAfter !== null) return fetchUnitTotals(unitUrl, null);
   if (response.statusCode !== 200) throw new Error(`unit ${unitUrl} totals answered ${response.statusCode}`);
   return body;
 }

@@ -11,7 +11,9 @@ import { runStep } from '../batch/eod-steps.js';
 import { BatchBusyError, lockBatchRoot } from '../batch/run-lock.js';
 import { runEndOfDay } from '../batch/end-of-day.js';
 import { checkPartitionCount, heldMinorKey, holdKinds, ledgerPath, ledgerSchemaVersion, openLedger, readMeta, releasedMinorKey, sentMinorKey, writeMeta } from '../batch/ledger-store.js';
-import { reconcile, type UnitTotals } from '../batch/reconcile.js';
+import { fetchUnitTotals, reconcile, type UnitTotals } from '../batch/reconcile.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 // A task that fails in a pool thread reaches the run's caller with the task's name
 // and SQLite's own message, not as a structured clone that prints "[object Object]".
@@ -153,6 +155,26 @@ it('lists a unit whose open holds differ from what its journal accounts for, and
     expect(holdMismatches(totals(949))).toEqual([]);
   } finally {
     db.close();
+  }
+});
+
+it('asks a unit of a version before the journal sums for its plain totals', async () => {
+  const asked: string[] = [];
+  // What such a unit answers: its totals on the plain route, 404 on any other.
+  const unit = createServer((request, response) => {
+    asked.push(request.url ?? '');
+    const plain = request.url === '/v1/totals';
+    response.writeHead(plain ? 200 : 404, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(plain ? { unit: 'dsu-1', accounts: 3, postedMinor: 10, openHoldsMinor: 20 } : { error: { code: 'NOT_FOUND', message: 'no route', field: null } }));
+  });
+  await new Promise<void>((resolve) => unit.listen(0, '127.0.0.1', resolve));
+  try {
+    const totals = await fetchUnitTotals(`http://127.0.0.1:${(unit.address() as AddressInfo).port}`, 40);
+    expect(totals).toEqual({ unit: 'dsu-1', accounts: 3, postedMinor: 10, openHoldsMinor: 20 });
+    expect(asked).toEqual([`/v1/totals?after=40&kinds=${holdKinds.join(',')}`, '/v1/totals']);
+  } finally {
+    unit.closeAllConnections();
+    await new Promise<void>((resolve) => unit.close(() => resolve()));
   }
 });
 
