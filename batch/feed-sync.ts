@@ -4,7 +4,7 @@ import { calendarOf } from '../domain/authorize-rules.js';
 import { assert, limits } from '../domain/limits.js';
 import { convertMinor, isCurrency, type FxTable } from '../domain/money.js';
 import { cycleDayOf, partitionOf } from './accounting-rules.js';
-import { checkPartitionCount, heldMinorKey, holdKinds, readMeta, writeMeta } from './ledger-store.js';
+import { checkPartitionCount, heldMinorKey, holdKinds, readMeta, summedHoldKinds, writeMeta } from './ledger-store.js';
 import { withRetry } from './retry.js';
 
 // Reads a unit's journal through its feed (GET /v1/journal?after=<seq>), page by
@@ -41,29 +41,31 @@ export const syncPageEntriesBesideTraffic = 1_000;
 export async function syncFeed(db: Database.Database, options: SyncOptions): Promise<number> {
   checkPartitionCount(db, options.partitions);
   const statements = prepare(db);
-  const apply = db.transaction((entries: FeedEntry[]) => {
-    // The cursor again, inside the transaction: a page another run applied since it
-    // was read is not applied twice (hold changes add up; they are not idempotent).
-    const cursor = Number(readMeta(db, 'feedCursor') ?? '0');
-    let heldMinor = 0;
-    for (const entry of entries) {
-      if (entry[0] <= cursor) continue;
+  const apply = db.transaction((after: number, page: FeedPage) => {
+    // The cursor again, inside the transaction: a page read after a cursor that another
+    // run has moved since is not applied (hold changes add up; they are not idempotent),
+    // and the loop reads on from where that run got to.
+    if (Number(readMeta(db, 'feedCursor') ?? '0') !== after) return;
+    let heldMinor = page.summed ?? 0;
+    for (const entry of page.entries) {
       applyEntry(statements, entry, options);
       if (holdKindSet.has(entry[2])) heldMinor += entry[5];
     }
-    writeMeta(db, 'feedCursor', String(Math.max(cursor, entries[entries.length - 1]?.[0] ?? 0)));
-    // In the cursor's transaction, so that a page counts once whatever is killed when.
+    writeMeta(db, 'feedCursor', String((page.entries[page.entries.length - 1] as FeedEntry)[0]));
+    // In the cursor's transaction, so that a page counts once whatever is killed when. A
+    // unit that does not sum the releases (an older version): the count stops, not compared.
     const held = readMeta(db, heldMinorKey);
-    if (held !== null) writeMeta(db, heldMinorKey, String(Number(held) + heldMinor));
+    if (held !== null && page.summed === null) db.prepare('DELETE FROM meta WHERE key = ?').run(heldMinorKey);
+    else if (held !== null) writeMeta(db, heldMinorKey, String(Number(held) + heldMinor));
   });
   let applied = 0;
   for (;;) {
     const after = Number(readMeta(db, 'feedCursor') ?? '0');
     const page = await withRetry(`feed of ${options.unitUrl}`, () => fetchPage(options.unitUrl, after, options.pageEntries ?? limits.journalPageEntriesMax));
-    if (page.length === 0) return applied;
-    assert((page[0] as FeedEntry)[0] > after, 'the feed answers entries after the cursor');
-    apply.immediate(page);
-    applied += page.length;
+    if (page.entries.length === 0) return applied;
+    assert((page.entries[0] as FeedEntry)[0] > after, 'the feed answers entries after the cursor');
+    apply.immediate(after, page);
+    applied += page.entries.length;
   }
 }
 
@@ -71,14 +73,20 @@ export async function syncFeed(db: Database.Database, options: SyncOptions): Pro
 export const feedKinds = ['account.opened', ...holdKinds] as const;
 const holdKindSet: ReadonlySet<string> = new Set(holdKinds);
 
-async function fetchPage(unitUrl: string, after: number, limit: number): Promise<FeedEntry[]> {
-  const url = `${unitUrl}/v1/journal?after=${after}&limit=${limit}&format=accounting&kinds=${feedKinds.join(',')}`;
+/** A page of the feed, and the releases of settlements from its cursor through its last entry (null from a unit that does not sum them). */
+interface FeedPage {
+  entries: FeedEntry[];
+  summed: number | null;
+}
+
+async function fetchPage(unitUrl: string, after: number, limit: number): Promise<FeedPage> {
+  const url = `${unitUrl}/v1/journal?after=${after}&limit=${limit}&format=accounting&kinds=${feedKinds.join(',')}&sums=${summedHoldKinds.join(',')}`;
   const response = await request(url, { headersTimeout: 30_000, bodyTimeout: 30_000 });
-  const body = (await response.body.json()) as { entries?: FeedEntry[] };
+  const body = (await response.body.json()) as { entries?: FeedEntry[]; summed?: number };
   if (response.statusCode !== 200 || body.entries === undefined) throw new Error(`unit feed ${unitUrl} answered ${response.statusCode}`);
   // A unit built before the accounting form answers objects (it does not know the format).
   if (body.entries.length > 0 && !Array.isArray(body.entries[0])) throw new Error(`unit feed ${unitUrl} does not serve format=accounting (a unit of an older version?)`);
-  return body.entries;
+  return { entries: body.entries, summed: typeof body.summed === 'number' ? body.summed : null };
 }
 
 function prepare(db: Database.Database) {

@@ -25,9 +25,14 @@ import { partitionOf } from './accounting-rules.js';
 // reconciliation reads no history. A version 3 ledger is brought up to it in place
 // (the change is additive); a build of version 3 refuses a version 4 ledger, so it
 // cannot mark postings sent without counting them.
-export const ledgerSchemaVersion = 4;
+// Version 5: version 4 with the count of the open holds the unit's journal moved
+// (meta heldMinor), kept by the feed sync. A ledger of version 3 or 4 is brought up
+// to it in place without the count (its holds are not compared: the entries it read
+// before cannot be counted again); a build of version 4 refuses a version 5 ledger,
+// so it cannot move the cursor without counting.
+export const ledgerSchemaVersion = 5;
 /** Older versions that openLedger brings up to ledgerSchemaVersion in place. */
-const upgradableVersions: readonly number[] = [3];
+const upgradableVersions: readonly number[] = [3, 4];
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -240,11 +245,10 @@ export function openLedger(path: string, options: LedgerOptions = {}): Database.
     if (upgrading || readMeta(db, sentMinorKey) === null) {
       writeMeta(db, sentMinorKey, String(db.prepare('SELECT coalesce(sum(post_minor), 0) FROM outbox WHERE sent = 1').pluck().get() as number));
     }
-    // The holds' counters start with the ledger: nothing read from the feed yet, nothing sent.
-    if (!existing) {
-      writeMeta(db, heldMinorKey, '0');
-      writeMeta(db, releasedMinorKey, '0');
-    }
+    // The count of holds starts with the ledger, before it has read anything. One brought
+    // up from an older version has none (a count of a build between versions is dropped).
+    if (!existing) writeMeta(db, heldMinorKey, '0');
+    if (upgrading) db.prepare("DELETE FROM meta WHERE key IN ('heldMinor', 'releasedMinor')").run();
   }).immediate();
   return db;
 }
@@ -287,18 +291,21 @@ export function checkPartitionCount(db: Database.Database, partitions: number): 
 export const sentMinorKey = 'sentMinor';
 
 /**
- * The open holds a unit's journal accounts for, as this ledger has seen them
- * (reconcile.ts compares them with the unit's own sum):
- * - heldMinorKey: the sum of the amounts of the entries of holdKinds read from the
- *   feed through its cursor (every entry's amount is the change it made to open holds);
- * - releasedMinorKey: the holds the unit reported released by the postings marked sent.
- * Counted from the ledger's first entry, so a ledger made before them has neither,
- * and its holds are not compared.
+ * The open holds a unit's journal accounts for, as this ledger has read it: the sum
+ * of the amounts of the entries of holdKinds and summedHoldKinds through the feed
+ * cursor (every entry's amount is the change it made to open holds; reconcile.ts
+ * compares the sum with the unit's own). Counted from the ledger's first entry, so a
+ * ledger brought up from an older version has none, and its holds are not compared.
  */
 export const heldMinorKey = 'heldMinor';
-export const releasedMinorKey = 'releasedMinor';
-/** The feed's kinds of entry that move open holds (the postings' releases are counted from their answers). */
+/** The kinds of entry batch reads that move open holds: placed, incremented, reversed, expired. */
 export const holdKinds = ['auth.approved', 'auth.refund', 'hold.incremented', 'hold.reversed', 'hold.expired'] as const;
+/**
+ * The kinds that move open holds which batch counts without reading them: the releases
+ * of settlements (balance.posted), whichever ledger posted them (a new ledger on a unit
+ * settled before counts those too). The feed sums them per page (units/feed-reader.ts).
+ */
+export const summedHoldKinds = ['balance.posted'] as const;
 
 export function readMeta(db: Database.Database, key: string): string | null {
   const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { request } from 'undici';
-import { heldMinorKey, holdKinds, readMeta, releasedMinorKey, sentMinorKey } from './ledger-store.js';
+import { heldMinorKey, holdKinds, readMeta, sentMinorKey, summedHoldKinds } from './ledger-store.js';
 
 // Reconciliation of one unit for one business date: authorizations against
 // clearing against the ledger against the unit. Every total that must agree is
@@ -20,12 +20,12 @@ export interface Reconciliation {
   unitTotals: UnitTotals;
   /**
    * The unit's open holds against its journal, at the journal sequence its sums were
-   * read at: the holds placed, incremented, reversed and expired by the entries the
-   * ledger read (through its cursor) and by those after it (summed by the unit in the
-   * same snapshot), less the holds the postings released. Null for a ledger made
-   * before these counters, or a unit that does not sum its journal.
+   * read at: the hold changes of the entries the ledger read (through its cursor) and
+   * of those after it (summed by the unit in the same snapshot). Null when not
+   * compared, with the reason in holdsNotCompared.
    */
-  holds: { journalSeq: number; heldMinor: number; releasedMinor: number; expectedMinor: number } | null;
+  holds: { journalSeq: number; throughCursorMinor: number; afterCursorMinor: number; expectedMinor: number } | null;
+  holdsNotCompared: string | null;
   statements: number;
   mismatches: string[];
 }
@@ -39,9 +39,12 @@ export interface UnitTotals {
   amountsAfter?: { after: number; kinds: string[]; minor: number };
 }
 
+/** Every kind of entry that moves open holds: those batch reads and those it counts unread. */
+export const unitHoldKinds: readonly string[] = [...holdKinds, ...summedHoldKinds];
+
 /** The unit's sums; with `holdsAfter` (the ledger's feed cursor), also its journal's hold changes after it. */
 export async function fetchUnitTotals(unitUrl: string, holdsAfter: number | null = null): Promise<UnitTotals> {
-  const query = holdsAfter === null ? '' : `?after=${holdsAfter}&kinds=${holdKinds.join(',')}`;
+  const query = holdsAfter === null ? '' : `?after=${holdsAfter}&kinds=${unitHoldKinds.join(',')}`;
   const response = await request(`${unitUrl}/v1/totals${query}`, { headersTimeout: 30_000, bodyTimeout: 30_000 });
   const body = (await response.body.json()) as UnitTotals;
   // A unit of a version before the journal sums (gray release mixes versions) knows only the plain route: its holds are not compared.
@@ -94,31 +97,32 @@ export function reconcile(db: Database.Database, unitId: string, date: string, u
   for (const row of rejected) mismatches.push(`posting ${row.reference} rejected by the unit (account ${row.account_id})`);
   for (const id of unmatched) mismatches.push(`clearing ${id} names an authorization the unit never approved`);
   for (const partition of unposted) mismatches.push(`clearing of partition ${partition} not posted`);
-  const holds = compareHolds(db, unitTotals);
+  const compared = compareHolds(db, unitTotals);
+  const holds = typeof compared === 'string' ? null : compared;
   if (holds !== null && holds.expectedMinor !== unitTotals.openHoldsMinor) {
     mismatches.push(`unit open holds ${unitTotals.openHoldsMinor} != ${holds.expectedMinor} its journal accounts for at sequence ${holds.journalSeq} `
-      + `(held ${holds.heldMinor}, released by postings ${holds.releasedMinor})`);
+      + `(${holds.throughCursorMinor} through the ledger's cursor, ${holds.afterCursorMinor} after it)`);
   }
   const statements = db.prepare('SELECT count(*) FROM statements WHERE statement_date = ?').pluck().get(date) as number;
   return {
     unit: unitId, date, authorizations, clearing,
     ledger: { debitMinor: totals.debit, creditMinor: totals.credit, receivableMinor: receivable, accountBalancesMinor: balances, entries },
-    postings: { sentMinor, unsent, rejected: rejected.length }, unitTotals, holds, statements, mismatches,
+    postings: { sentMinor, unsent, rejected: rejected.length }, unitTotals, holds, holdsNotCompared: typeof compared === 'string' ? compared : null, statements, mismatches,
   };
 }
 
-/** The open holds the unit's journal accounts for, when both the ledger and the unit count them (see Reconciliation.holds). */
-function compareHolds(db: Database.Database, unitTotals: UnitTotals): Reconciliation['holds'] {
+/** The open holds the unit's journal accounts for, or why they are not compared (see Reconciliation.holds). */
+function compareHolds(db: Database.Database, unitTotals: UnitTotals): NonNullable<Reconciliation['holds']> | string {
   const held = readMeta(db, heldMinorKey);
-  const released = readMeta(db, releasedMinorKey);
-  const cursor = Number(readMeta(db, 'feedCursor') ?? '0');
+  if (held === null) return 'the ledger was made before it counted holds';
   const after = unitTotals.amountsAfter;
-  if (held === null || released === null || after === undefined || unitTotals.journalSeq === undefined) return null;
-  // Sums for another cursor, or of other kinds, would not add up to the unit's: not compared.
-  if (after.after !== cursor || after.kinds.join(',') !== holdKinds.join(',')) return null;
-  const heldMinor = Number(held) + after.minor;
-  const releasedMinor = Number(released);
-  return { journalSeq: unitTotals.journalSeq, heldMinor, releasedMinor, expectedMinor: heldMinor - releasedMinor };
+  if (after === undefined || unitTotals.journalSeq === undefined) return 'the unit does not sum its journal (an older version)';
+  const cursor = Number(readMeta(db, 'feedCursor') ?? '0');
+  // Sums for another cursor, or of other kinds, would not add up to the unit's.
+  if (after.after !== cursor) return `the unit summed after ${after.after}, not the ledger's cursor ${cursor}`;
+  if (after.kinds.join(',') !== unitHoldKinds.join(',')) return `the unit summed ${after.kinds.join(',')}, not ${unitHoldKinds.join(',')}`;
+  const throughCursorMinor = Number(held);
+  return { journalSeq: unitTotals.journalSeq, throughCursorMinor, afterCursorMinor: after.minor, expectedMinor: throughCursorMinor + after.minor };
 }
 
 interface DayTotals {

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { request } from 'undici';
 import { assert } from '../domain/limits.js';
 import { decodeResultLine, type BatchLane } from '../domain/protocol.js';
-import { readMeta, releasedMinorKey, sentMinorKey, writeMeta } from './ledger-store.js';
+import { readMeta, sentMinorKey, writeMeta } from './ledger-store.js';
 import { withRetry } from './retry.js';
 
 // Sends the unsent outbox of a unit's ledger to the unit as settle operations, in
@@ -65,8 +65,6 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
   const partitions = [...new Set(rows.map((row) => row.partition))];
   /** Each row's answer status, once its request is answered. */
   const statuses: number[] = new Array<number>(rows.length);
-  /** The holds each answered posting released in the unit, as its answer says. */
-  const released: number[] = new Array<number>(rows.length).fill(0);
   const answered: boolean[] = new Array<boolean>(rows.length).fill(false);
   const markRejected = db.prepare('UPDATE outbox SET sent = 2 WHERE partition = ? AND reference = ? AND sent = 0');
   const markSent = db.prepare('UPDATE outbox INDEXED BY outbox_unsent SET sent = 1 WHERE partition = ? AND sent = 0 AND reference >= ? AND reference <= ?');
@@ -80,7 +78,6 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
   const mark = db.transaction((from: number, to: number) => {
     let sentRows = 0;
     let sentMinor = 0;
-    let releasedMinor = 0;
     for (let i = from; i < to; i++) {
       const row = rows[i] as OutboxRow;
       if (statuses[i] !== 200) {
@@ -88,7 +85,6 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
       } else {
         sentRows++;
         sentMinor += row.post_minor;
-        releasedMinor += released[i] as number;
       }
     }
     const low = (rows[from] as OutboxRow).reference;
@@ -99,8 +95,6 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
     const counted = Number(readMeta(db, sentMinorKey) ?? Number.NaN) + sentMinor;
     assert(Number.isSafeInteger(counted), 'the ledger counts the postings sent (openLedger starts the counter)');
     writeMeta(db, sentMinorKey, String(counted));
-    const releasedBefore = readMeta(db, releasedMinorKey);
-    if (releasedBefore !== null) writeMeta(db, releasedMinorKey, String(Number(releasedBefore) + releasedMinor));
   });
   /** Rows [0, marked) are marked; rows [0, answeredThrough) are answered. */
   let marked = 0;
@@ -118,10 +112,9 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
       const from = next;
       const chunk = rows.slice(from, from + postingsPerRequest);
       next += chunk.length;
-      const answers = await withRetry(`postings to ${unitUrl}`, () => sendChunk(unitUrl, lane, chunk));
+      const chunkStatuses = await withRetry(`postings to ${unitUrl}`, () => sendChunk(unitUrl, lane, chunk));
       for (let i = 0; i < chunk.length; i++) {
-        statuses[from + i] = answers.statuses[i] as number;
-        released[from + i] = answers.released[i] as number;
+        statuses[from + i] = chunkStatuses[i] as number;
         answered[from + i] = true;
       }
       options.onAnswered?.();
@@ -133,10 +126,7 @@ export async function sendPostings(db: Database.Database, unitUrl: string, press
   return rows.length;
 }
 
-/** The hold a settlement released, from its answer (units/engine.ts writes it first, as an integer). */
-const releasedPattern = /"releasedHold":\{"value":(\d+),/;
-
-async function sendChunk(unitUrl: string, lane: BatchLane, rows: readonly OutboxRow[]): Promise<{ statuses: number[]; released: number[] }> {
+async function sendChunk(unitUrl: string, lane: BatchLane, rows: readonly OutboxRow[]): Promise<number[]> {
   // A SettleOp per line; the releases are stored as the operation's JSON and spliced in.
   const body = rows.map((row) => `{"op":"settle","idempotencyKey":${JSON.stringify(`batch:${row.reference}`)},"accountId":${JSON.stringify(row.account_id)},`
     + `"releases":${row.releases},"postMinor":${row.post_minor},"kind":${JSON.stringify(row.kind)}}`).join('\n');
@@ -148,11 +138,5 @@ async function sendChunk(unitUrl: string, lane: BatchLane, rows: readonly Outbox
   const results = text.split('\n').map(decodeResultLine);
   if (results.length !== rows.length) throw new Error(`unit ${unitUrl} answered ${results.length} of ${rows.length} postings`);
   if (results.some((result) => result.status >= 500)) throw new Error(`unit ${unitUrl} failed to commit postings; the run can be resumed`);
-  const released = results.map((result) => {
-    if (result.status !== 200) return 0;
-    const match = releasedPattern.exec(result.body);
-    if (match === null) throw new Error(`unit ${unitUrl} answered a posting without the hold it released: ${result.body.slice(0, 200)}`);
-    return Number(match[1]);
-  });
-  return { statuses: results.map((result) => result.status), released };
+  return results.map((result) => result.status);
 }

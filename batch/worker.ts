@@ -4,7 +4,7 @@ import { workerData } from 'node:worker_threads';
 import { loadTopology, type Topology } from '../domain/topology.js';
 import { runStep, type StepName } from './eod-steps.js';
 import { syncFeed, syncPageEntriesBesideTraffic } from './feed-sync.js';
-import { openLedger, readMeta } from './ledger-store.js';
+import { heldMinorKey, openLedger, readMeta } from './ledger-store.js';
 import { fetchUnitTotals, reconcile, type Reconciliation } from './reconcile.js';
 import { withRetry } from './retry.js';
 import { sendPostings, type SendPressure } from './send-postings.js';
@@ -104,7 +104,8 @@ async function run(task: BatchTask): Promise<number | Reconciliation> {
     case 'reconcile': {
       const db = ledger(task.ledgerPath);
       // The ledger's cursor does not move meanwhile: a unit's steps run one after another.
-      const cursor = Number(readMeta(db, 'feedCursor') ?? '0');
+      // A ledger that does not count holds does not ask the unit to sum its journal.
+      const cursor = readMeta(db, heldMinorKey) === null ? null : Number(readMeta(db, 'feedCursor') ?? '0');
       return reconcile(db, task.unitId, task.date, await withRetry(`totals of ${task.unitUrl}`, () => fetchUnitTotals(task.unitUrl, cursor)));
     }
   }

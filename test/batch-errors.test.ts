@@ -10,8 +10,8 @@ import { isBusinessDate, partitionOf } from '../batch/accounting-rules.js';
 import { runStep } from '../batch/eod-steps.js';
 import { BatchBusyError, lockBatchRoot } from '../batch/run-lock.js';
 import { runEndOfDay } from '../batch/end-of-day.js';
-import { checkPartitionCount, heldMinorKey, holdKinds, ledgerPath, ledgerSchemaVersion, openLedger, readMeta, releasedMinorKey, sentMinorKey, writeMeta } from '../batch/ledger-store.js';
-import { fetchUnitTotals, reconcile, type UnitTotals } from '../batch/reconcile.js';
+import { checkPartitionCount, heldMinorKey, ledgerPath, ledgerSchemaVersion, openLedger, readMeta, sentMinorKey, writeMeta } from '../batch/ledger-store.js';
+import { fetchUnitTotals, reconcile, unitHoldKinds, type UnitTotals } from '../batch/reconcile.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -45,7 +45,7 @@ it('refuses a ledger written with another schema, and leaves it as it was', () =
   const old = new Database(path);
   old.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT; INSERT INTO meta VALUES ('feedCursor', '42')");
   old.close();
-  expect(() => openLedger(path)).toThrow(`ledger ${path} has schema version 1; this version of batch reads version ${ledgerSchemaVersion} and brings version 3 up to it`);
+  expect(() => openLedger(path)).toThrow(`ledger ${path} has schema version 1; this version of batch reads version ${ledgerSchemaVersion} and brings version 3, 4 up to it`);
   const after = new Database(path, { readonly: true });
   expect(after.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all()).toEqual(['meta']);
   after.close();
@@ -56,7 +56,7 @@ it('refuses a ledger written with another schema, and leaves it as it was', () =
   fresh.close();
 });
 
-it('brings a version 3 ledger up to version 4 in place, starting the count of postings sent from its outbox', () => {
+it('brings a version 3 ledger up to the current version in place, starting the count of postings sent from its outbox and none of holds', () => {
   const path = join(root, 'v3.db');
   const db = openLedger(path);
   // What version 3 had: no per-date totals, no counter, no index of refused postings.
@@ -70,6 +70,8 @@ it('brings a version 3 ledger up to version 4 in place, starting the count of po
   const upgraded = openLedger(path);
   expect(readMeta(upgraded, 'schemaVersion')).toBe(String(ledgerSchemaVersion));
   expect(readMeta(upgraded, sentMinorKey)).toBe('950');
+  // The entries it read before are not read again: its holds are not counted, nor compared.
+  expect(readMeta(upgraded, heldMinorKey)).toBeNull();
   expect(upgraded.prepare("SELECT name FROM sqlite_master WHERE name IN ('day_totals', 'outbox_rejected') ORDER BY name").pluck().all()).toEqual(['day_totals', 'outbox_rejected']);
   upgraded.close();
   // Opened again, the counter is left as it is (only the send step moves it).
@@ -132,27 +134,26 @@ it('names the partition count of an old ledger too large to spread into one call
   db.close();
 });
 
-it('lists a unit whose open holds differ from what its journal accounts for, and compares only sums for the ledger\'s own cursor', () => {
+it('lists a unit whose open holds differ from what its journal accounts for, and says why when it does not compare', () => {
   const db = openLedger(join(root, 'holds.db'));
   try {
-    // A new ledger counts from its first entry; say it has read through sequence 40.
+    // A new ledger counts from its first entry; say it has read through sequence 40, holds of 1000 net.
     writeMeta(db, 'feedCursor', '40');
     writeMeta(db, heldMinorKey, '1000');
-    writeMeta(db, releasedMinorKey, '300');
-    const totals = (openHoldsMinor: number, after = 40, minor = 250): UnitTotals => ({
-      accounts: 0, postedMinor: 0, openHoldsMinor, journalSeq: 55, amountsAfter: { after, kinds: [...holdKinds], minor },
+    const totals = (openHoldsMinor: number, after = 40, minor = -50): UnitTotals => ({
+      accounts: 0, postedMinor: 0, openHoldsMinor, journalSeq: 55, amountsAfter: { after, kinds: [...unitHoldKinds], minor },
     });
     const holdMismatches = (unit: UnitTotals): string[] => reconcile(db, 'dsu-1', '2026-11-21', unit).mismatches.filter((text) => text.includes('open holds'));
-    // Held through the cursor 1000, 250 more after it, 300 released: 950.
-    expect(reconcile(db, 'dsu-1', '2026-11-21', totals(950)).holds).toEqual({ journalSeq: 55, heldMinor: 1250, releasedMinor: 300, expectedMinor: 950 });
+    // 1000 through the cursor, -50 after it (released more than placed): 950.
+    expect(reconcile(db, 'dsu-1', '2026-11-21', totals(950)).holds).toEqual({ journalSeq: 55, throughCursorMinor: 1000, afterCursorMinor: -50, expectedMinor: 950 });
     expect(holdMismatches(totals(950))).toEqual([]);
-    expect(holdMismatches(totals(949))).toEqual(['unit open holds 949 != 950 its journal accounts for at sequence 55 (held 1250, released by postings 300)']);
-    // Sums after another point than the ledger's cursor, or from a unit that does not sum its journal: not compared.
-    expect(reconcile(db, 'dsu-1', '2026-11-21', totals(949, 39)).holds).toBeNull();
-    expect(reconcile(db, 'dsu-1', '2026-11-21', { accounts: 0, postedMinor: 0, openHoldsMinor: 949 }).holds).toBeNull();
-    // A ledger made before the counters: not compared either.
+    expect(holdMismatches(totals(949))).toEqual(["unit open holds 949 != 950 its journal accounts for at sequence 55 (1000 through the ledger's cursor, -50 after it)"]);
+    // Sums after another point than the ledger's cursor, from a unit that does not sum its journal, or on a
+    // ledger brought up from an older version: not compared, and the report says why.
+    expect(reconcile(db, 'dsu-1', '2026-11-21', totals(949, 39))).toMatchObject({ holds: null, holdsNotCompared: "the unit summed after 39, not the ledger's cursor 40" });
+    expect(reconcile(db, 'dsu-1', '2026-11-21', { accounts: 0, postedMinor: 0, openHoldsMinor: 949 })).toMatchObject({ holds: null, holdsNotCompared: 'the unit does not sum its journal (an older version)' });
     db.prepare('DELETE FROM meta WHERE key = ?').run(heldMinorKey);
-    expect(holdMismatches(totals(949))).toEqual([]);
+    expect(reconcile(db, 'dsu-1', '2026-11-21', totals(949))).toMatchObject({ holds: null, holdsNotCompared: 'the ledger was made before it counted holds' });
   } finally {
     db.close();
   }
@@ -171,7 +172,7 @@ it('asks a unit of a version before the journal sums for its plain totals', asyn
   try {
     const totals = await fetchUnitTotals(`http://127.0.0.1:${(unit.address() as AddressInfo).port}`, 40);
     expect(totals).toEqual({ unit: 'dsu-1', accounts: 3, postedMinor: 10, openHoldsMinor: 20 });
-    expect(asked).toEqual([`/v1/totals?after=40&kinds=${holdKinds.join(',')}`, '/v1/totals']);
+    expect(asked).toEqual([`/v1/totals?after=40&kinds=${unitHoldKinds.join(',')}`, '/v1/totals']);
   } finally {
     unit.closeAllConnections();
     await new Promise<void>((resolve) => unit.close(() => resolve()));

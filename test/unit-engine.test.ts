@@ -216,6 +216,16 @@ describe('settlement from batch accounting', () => {
     expect(row).toEqual({ open_holds: 0, posted_balance: 0 });
   });
 
+  it('releases a hold named twice in one settlement (two presentments) no further than it holds', () => {
+    const { accountId, card } = open(100_000);
+    const approved = apply(auth(card, 30_000)).body;
+    const releases = [{ authorizationId: approved.authorizationId, minor: 20_000 }, { authorizationId: approved.authorizationId, minor: 20_000 }];
+    const settled = apply({ op: 'settle', idempotencyKey: 'twice', accountId, releases, postMinor: 40_000, kind: 'presentment' }).body;
+    expect(settled).toMatchObject({ releasedHold: { value: 30_000 }, postedBalance: { value: 40_000 } });
+    expect(databases.reader.prepare('SELECT status, hold_amount FROM holds').get()).toEqual({ status: 'cleared', hold_amount: 0 });
+    expect(databases.reader.prepare('SELECT open_holds FROM accounts WHERE account_id = ?').pluck().get(accountId)).toBe(0);
+  });
+
   it('posts a late presentment in full after its hold expired, releasing nothing', () => {
     const { accountId, card } = open(100_000);
     const approved = apply(auth(card, 5_000)).body;

@@ -223,12 +223,17 @@ export class UnitEngine {
       holds.push(hold);
     }
     let releasedMinor = 0;
+    /** Each hold as the releases before leave it: one named twice (two presentments in one settlement) is not released twice over. */
+    const current = new Map<string, { left: number; status: string }>();
     holds.forEach((hold, index) => {
+      const state = current.get(hold.authorization_id) ?? { left: hold.hold_amount, status: hold.status };
       // A late presentment finds its hold expired (nothing left to release); a split
       // clearing releases the hold in parts; a hold never goes below zero.
-      const released = hold.status === 'open' ? Math.min((op.releases[index] as { minor: number }).minor, hold.hold_amount) : 0;
-      const left = hold.hold_amount - released;
-      this.statements.updateHold.run(hold.txn_amount, left, hold.status === 'open' && left === 0 ? 'cleared' : hold.status, hold.expires_at, hold.authorization_id);
+      const released = state.status === 'open' ? Math.min((op.releases[index] as { minor: number }).minor, state.left) : 0;
+      state.left -= released;
+      if (state.status === 'open' && state.left === 0) state.status = 'cleared';
+      current.set(hold.authorization_id, state);
+      this.statements.updateHold.run(hold.txn_amount, state.left, state.status, hold.expires_at, hold.authorization_id);
       releasedMinor += released;
     });
     const after = this.statements.settleAccount.get(releasedMinor, op.postMinor, op.accountId) as AccountRow | undefined;

@@ -46,6 +46,12 @@ export interface FeedRequest {
   limit: number;
   /** Only these kinds of entry (all when null); the cursor still moves past the others. */
   kinds: string[] | null;
+  /**
+   * Kinds whose amounts are summed, not listed: the page's answer carries `summed`, the
+   * sum of their amounts from `after` through the page's last entry (0 for an empty
+   * page), so that a reader counts them without reading them.
+   */
+  sums?: string[] | null;
   format: FeedFormat;
 }
 
@@ -78,12 +84,18 @@ export class FeedReader {
     const accounting = request.format === 'accounting';
     const statement = this.statement(request.kinds, accounting ? accountingColumns : columns);
     // One read transaction: lastSeq is that of the snapshot the page was read from.
-    const { rows, last } = this.readPage(() => ({
-      rows: (request.kinds === null ? statement.all(request.after, request.limit) : statement.all(request.after, ...request.kinds, request.limit)) as unknown[],
-      last: this.last.get() as number,
-    }));
+    const sums = request.sums ?? null;
+    const { rows, last, summed } = this.readPage(() => {
+      const page = (request.kinds === null ? statement.all(request.after, request.limit) : statement.all(request.after, ...request.kinds, request.limit)) as unknown[];
+      if (sums === null || page.length === 0) return { rows: page, last: this.last.get() as number, summed: 0 };
+      const lastRow = page[page.length - 1];
+      // The accounting form's rows are JSON text that starts with the sequence number.
+      const through = typeof lastRow === 'string' ? Number(lastRow.slice(1, lastRow.indexOf(','))) : (lastRow as Row)[0];
+      return { rows: page, last: this.last.get() as number, summed: this.amountSum(sums).get(request.after, through, ...sums) as number };
+    });
+    const summedText = sums === null ? '' : `,"summed":${summed}`;
     // Each row is one entry's JSON text, written by SQLite.
-    if (accounting) return `{"unit":${JSON.stringify(unitId)},"entries":[${rows.join(',')}],"lastSeq":${last}}`;
+    if (accounting) return `{"unit":${JSON.stringify(unitId)},"entries":[${rows.join(',')}],"lastSeq":${last}${summedText}}`;
     const parts: string[] = [];
     for (const [seq, at, kind, accountId, authorizationId, amount, currency, detail, key, version] of rows as Row[]) {
       parts.push(request.format === 'compact'
@@ -91,7 +103,7 @@ export class FeedReader {
         : `{"seq":${seq},"at":${at},"kind":${JSON.stringify(kind)},"accountId":${JSON.stringify(accountId)},"authorizationId":${JSON.stringify(authorizationId)},`
           + `"amount":${amount},"currency":${JSON.stringify(currency)},"idempotencyKey":${JSON.stringify(key)},"version":"${version}","detail":${detail}}`);
     }
-    return `{"unit":${JSON.stringify(unitId)},"entries":[${parts.join(',')}],"lastSeq":${last}}`;
+    return `{"unit":${JSON.stringify(unitId)},"entries":[${parts.join(',')}],"lastSeq":${last}${summedText}}`;
   }
 
   /**
@@ -101,12 +113,7 @@ export class FeedReader {
    */
   renderTotals(unitId: string, amounts: AmountsAfter | null = null): string {
     if (amounts === null) return JSON.stringify({ unit: unitId, ...(this.totals.get() as object) });
-    let sum = this.amountStatements.get(amounts.kinds.length);
-    if (sum === undefined) {
-      sum = this.db.prepare(`SELECT coalesce(sum(amount), 0) FROM journal WHERE seq > ? AND seq <= ? AND kind IN (${amounts.kinds.map(() => '?').join(',')})`).pluck();
-      this.amountStatements.set(amounts.kinds.length, sum);
-    }
-    const statement = sum;
+    const statement = this.amountSum(amounts.kinds);
     return JSON.stringify(this.readPage(() => {
       const journalSeq = this.last.get() as number;
       return {
@@ -117,6 +124,16 @@ export class FeedReader {
   }
 
   private readonly readPage = <T>(read: () => T): T => this.db.transaction(read)();
+
+  /** The sum of the amounts of entries of these kinds with after < seq <= through (bound: after, through, ...kinds). */
+  private amountSum(kinds: string[]): Database.Statement {
+    let statement = this.amountStatements.get(kinds.length);
+    if (statement === undefined) {
+      statement = this.db.prepare(`SELECT coalesce(sum(amount), 0) FROM journal WHERE seq > ? AND seq <= ? AND kind IN (${kinds.map(() => '?').join(',')})`).pluck();
+      this.amountStatements.set(kinds.length, statement);
+    }
+    return statement;
+  }
 
   private statement(kinds: string[] | null, selected: string): Database.Statement {
     // The kinds are bound values: one statement per count of kinds, not per list

@@ -52,10 +52,10 @@ const feedRestartDelayMsMax = 10_000;
 /** Entry kinds one feed request may filter on (there are about twenty). */
 const feedKindsMax = 32;
 
-/** A `kinds` parameter: a comma-separated list of entry kinds, or absent. */
-function checkKinds(kinds: string | null): ApiError | null {
-  if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return new ApiError('INVALID_FIELD', 'kinds is a comma-separated list of entry kinds', 'kinds');
-  if (kinds !== null && kinds.split(',').length > feedKindsMax) return new ApiError('INVALID_FIELD', `kinds lists at most ${feedKindsMax} entry kinds`, 'kinds');
+/** A parameter that lists entry kinds (`kinds`, `sums`): comma-separated, or absent. */
+function checkKinds(kinds: string | null, name = 'kinds'): ApiError | null {
+  if (kinds !== null && !/^[a-z.]+(,[a-z.]+)*$/.test(kinds)) return new ApiError('INVALID_FIELD', `${name} is a comma-separated list of entry kinds`, name);
+  if (kinds !== null && kinds.split(',').length > feedKindsMax) return new ApiError('INVALID_FIELD', `${name} lists at most ${feedKindsMax} entry kinds`, name);
   return null;
 }
 const sweepIntervalMs = 1_000;
@@ -309,9 +309,12 @@ export class UnitServer {
     const kinds = params.get('kinds');
     const kindsError = checkKinds(kinds);
     if (kindsError !== null) return sendError(response, kindsError);
+    const sums = params.get('sums');
+    const sumsError = checkKinds(sums, 'sums');
+    if (sumsError !== null) return sendError(response, sumsError);
     const format = params.get('format') ?? 'full';
     if (!isFeedFormat(format)) return sendError(response, new ApiError('INVALID_FIELD', `format is one of ${feedFormats.join(', ')}`, 'format'));
-    this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), format }, response);
+    this.askFeedWorker({ totals: false, after, limit, kinds: kinds === null ? null : kinds.split(','), sums: sums === null ? null : sums.split(','), format }, response);
   }
 
   /** Stops the feed thread; requests waiting on it fail (batch retries them). */
