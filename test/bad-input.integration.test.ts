@@ -4,6 +4,7 @@ import { request } from 'undici';
 import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
 import { makePan } from '../domain/pan.js';
 import type { Cluster } from '../deploy/cluster.js';
+import { createRandom } from '../loadtest/random.js';
 import { call, freshKey, openAccount, purchase, startCluster, type TestCard } from './helpers.js';
 
 // Malformed input of every kind gets a 4xx with a code, a message and the field,
@@ -103,15 +104,9 @@ describe('malformed input gets a 4xx and changes nothing', () => {
   });
 
   it('seeded mutations of authorization, reversal and increment bodies: a decision or a 4xx with its error, never a 5xx, and a refusal writes nothing', async () => {
-    // A small seeded generator (mulberry32): a failing case names its seed and index.
-    let state = 20261202;
-    const random = (): number => {
-      state = (state + 0x6d2b79f5) >>> 0;
-      let t = state;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-    };
+    // The load generator's seeded generator: a failing case names its index.
+    const seeded = createRandom(20261202);
+    const random = (): number => seeded.float();
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
     const odd: unknown[] = [null, true, false, 0, -1, 1, 1.5, 1e21, 2 ** 53, -0, '', ' ', 'x'.repeat(300), '0', '100', '\u0661\u0662',
       '6225\u0000', '\ud800', [], {}, [1], { a: 1 }, 'CNY', 'USD', 'pos', 'atm', 'purchase', 'cash', 'refund', 500, 99_999_999];

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChannelFront } from '../gateway/channel-front.js';
+import { createRandom } from '../loadtest/random.js';
 
 // The front door's contract, checked against node:http itself: whatever bytes a client
 // sends, a server with the front answers what node:http alone answers. Two servers on
@@ -122,20 +123,10 @@ function answers(data: Buffer): string[] {
   }
 }
 
-/** A small seeded generator (mulberry32), so that a failing case can be run again. */
-function generator(start: number): { next: () => number; pick: <T>(items: readonly T[]) => T } {
-  let state = start >>> 0;
-  const next = (): number => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  return { next, pick: (items) => items[Math.floor(next() * items.length)] as (typeof items)[number] };
-}
-
-const { next: random, pick } = generator(seed);
+// The load generator's seeded generator, so that a failing case can be run again.
+const seeded = createRandom(seed);
+const random = (): number => seeded.float();
+const pick = <T>(items: readonly T[]): T => items[seeded.intBelow(items.length)] as T;
 
 /** A well-formed request; `clean` keeps to what node:http answers when pipelined (no `close` before the last). */
 function request(clean: boolean, last: boolean): string {
