@@ -206,7 +206,7 @@ function makeCase(index: number): Case {
     text = request(false, true);
     if (random() < 0.85) text = mutate(text);
   }
-  let bytes = Buffer.from(text, 'latin1');
+  let bytes: Buffer = Buffer.from(text, 'latin1');
   if (!pipelined) bytes = firstRequestOnly(bytes);
   // Line breaks after the last request, which llhttp skips: not a request cut short.
   if (random() < 0.1) bytes = Buffer.concat([bytes, Buffer.from(pick(['\r', '\r\n', '\n', '\r\n\r\n']))]);
