@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { deriveCardKeys, demoCardHashKeyHex } from '../domain/card-protect.js';
 import { makePan } from '../domain/pan.js';
@@ -210,7 +211,7 @@ describe('malformed input gets a 4xx and changes nothing', () => {
     // Chunked (no content-length), and with a query string: node:http reads these.
     const chunked = await request(base + '/v1/authorizations', {
       method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': freshKey() },
-      body: (async function* () { yield body.slice(0, 5); yield body.slice(5); })(),
+      body: Readable.from([body.slice(0, 5), body.slice(5)], { objectMode: false }),
     });
     const chunkedBody = await chunked.body.json() as { error: unknown };
     const withQuery = await call(base, 'POST', '/v1/authorizations?x=1', body, { 'idempotency-key': freshKey() });

@@ -107,7 +107,7 @@ describe('gray release', () => {
     expect(JSON.stringify(status)).not.toContain(byCard!.card.number);
 
     // A cross-border purchase of 50.00 USD (below gray's purchase cap): gray charges 1.00%, stable 1.50%.
-    const usd = (card: typeof byCard.card) => purchase(card, 5_000, { amount: { value: 5_000, currency: 'USD' }, merchant: { id: 'm-1', mcc: '5411', country: 'US' } });
+    const usd = (card: NonNullable<typeof byCard>['card']) => purchase(card, 5_000, { amount: { value: 5_000, currency: 'USD' }, merchant: { id: 'm-1', mcc: '5411', country: 'US' } });
     const answers = await Promise.all(accounts.map((account) => call(base, 'POST', '/v1/authorizations', usd(account.card), { 'idempotency-key': `wl-${account.accountId}` })));
     expect(answers.map((answer) => answer.body.responseCode)).toEqual(Array(8).fill('00'));
     expect(answers.map((answer) => answer.body.version)).toEqual(['gray', 'gray', 'stable', 'stable', 'stable', 'stable', 'stable', 'stable']);

@@ -31,7 +31,7 @@ export async function startCluster(units = 4, options: Omit<ClusterOptions, 'roo
 export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
   const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
   const response = await request(base + path, {
-    method: method as 'GET', headers: { ...(text === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, body: text,
+    method: method as 'GET', headers: { ...(text === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, ...(text === undefined ? {} : { body: text }),
   });
   const raw = await response.body.text();
   let parsed: unknown = raw;
