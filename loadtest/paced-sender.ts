@@ -77,6 +77,8 @@ export interface PacedConnectionOptions {
   /** Each request's timeout from its write, and the longest wait for the connections to open. */
   timeoutSeconds: number;
   clock: () => number;
+  /** Ends the wait for the connections early (they go on opening; see RawHttpClient.connected). */
+  signal?: AbortSignal;
 }
 
 export interface PacedStats {
@@ -132,7 +134,7 @@ export function connectPaced(options: PacedConnectionOptions): Promise<RawHttpCl
   return RawHttpClient.connected({
     origin: new URL(options.url).origin, connections: options.connections, timeoutMs: options.timeoutSeconds * 1000,
     bodyBytesKeptMax: loadtestLimits.responseBodyCharsMax, clock: options.clock,
-  });
+  }, options.signal);
 }
 
 function checkPacedOptions(options: PacedSenderOptions): void {

@@ -300,16 +300,23 @@ export class RawHttpClient {
    * second of every fixed-rate run and set its p99 (30-33 ms there against 9-15 ms
    * in the seconds after; BENCHMARKS.md). A channel keeps its connections open.
    */
-  static async connected(options: RawHttpOptions): Promise<RawHttpClient> {
+  static async connected(options: RawHttpOptions, signal?: AbortSignal): Promise<RawHttpClient> {
     const client = new RawHttpClient(options);
     let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    // The wait ends at the timeout, or at once when the caller aborts (a run stopped
+    // while a server does not accept): the run then stops with what it has.
     const waited = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, options.timeoutMs);
+      onAbort = resolve;
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted === true) resolve();
     });
     try {
       await Promise.race([Promise.all(client.all.map((connection) => connection.preconnect())), waited]);
     } finally {
       clearTimeout(timer);
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
     }
     return client;
   }

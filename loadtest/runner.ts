@@ -193,7 +193,7 @@ export function outstandingMaxOf(rate: number, timeoutSeconds: number): number {
 
 async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate: number): Promise<PhaseResult> {
   const timeoutSeconds = options.timeoutSeconds ?? timeoutSecondsDefault;
-  const client = await connectPaced({ url: options.url, connections: options.connections, timeoutSeconds, clock });
+  const client = await connectPaced({ url: options.url, connections: options.connections, timeoutSeconds, clock, ...(options.signal === undefined ? {} : { signal: options.signal }) });
   const startMs = clock();
   // No correction interval: latency is measured from the intended send time,
   // which already counts the waits a closed-loop client would omit; adding

@@ -182,4 +182,29 @@ describe('the load generator HTTP client', () => {
     closed.destroy();
     expect(refused.failure).toBe('connection');
   });
+
+  it('stops waiting for its connections when the caller aborts', async () => {
+    // A connect that never completes (a server whose accept queue is full drops the
+    // handshake; loopback cannot be made to do that reliably): the connections' wait
+    // is held open, so only the abort or the 30 s timeout can end connected().
+    const probe = new RawHttpClient({ origin, connections: 1, timeoutMs: 1_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() });
+    const prototype = Object.getPrototypeOf((probe as unknown as { all: object[] }).all[0]) as { preconnect: () => Promise<boolean> };
+    probe.destroy();
+    const preconnect = prototype.preconnect;
+    prototype.preconnect = () => new Promise<boolean>(() => {});
+    try {
+      const controller = new AbortController();
+      const startedMs = performance.now();
+      setTimeout(() => controller.abort(), 100);
+      const raw = await RawHttpClient.connected({ origin, connections: 2, timeoutMs: 30_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() }, controller.signal);
+      raw.destroy();
+      expect(performance.now() - startedMs).toBeLessThan(10_000);
+      // Already aborted: no wait at all.
+      const again = await RawHttpClient.connected({ origin, connections: 2, timeoutMs: 30_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() }, controller.signal);
+      again.destroy();
+      expect(performance.now() - startedMs).toBeLessThan(10_000);
+    } finally {
+      prototype.preconnect = preconnect;
+    }
+  });
 });
