@@ -19,7 +19,8 @@ import { writeClusterFixtures } from './cluster-fixture.js';
 // The batch benchmarks, in one run:
 //   1. end of day over 4 units holding `accounts` accounts with 5 journal entries
 //      each (an account.opened and four approvals over two days), measured alone:
-//      accounts, entries, seconds, accountsPerSecond (target: 60 s or less);
+//      accounts, entries, seconds, accountsPerSecond (target: 60 s or less), and
+//      holdsCompared: the units whose open holds reconciliation compared;
 //   2. isolation: a fixed-rate authorization load without a batch run (3 runs),
 //      then with one for as long as the batch runs (end of day of the next date,
 //      its own process, bounded and idle-scheduled; windows as long as the runs
@@ -97,7 +98,12 @@ async function main(): Promise<void> {
       accounts, entries, seconds: Math.round(eod.seconds * 10) / 10, accountsPerSecond: Math.round(accounts / eod.seconds),
       mismatches: eod.mismatches, taskSeconds: eod.taskSeconds, unitsFinishedAtSeconds: unitsFinishedAtSeconds(eod.timeline),
       threads: numbers.threads, partitions: numbers.partitions,
-      ledgerEntries: eod.units.reduce((sum, unit) => sum + unit.ledger.entries, 0), machine: machine(),
+      ledgerEntries: eod.units.reduce((sum, unit) => sum + unit.ledger.entries, 0),
+      // Whether reconciliation compared each unit's open holds with its journal (the
+      // mismatches count them only then), and why not where it did not.
+      holdsCompared: eod.units.filter((unit) => unit.holds !== null).length,
+      holdsNotCompared: Object.fromEntries(eod.units.flatMap((unit) => (unit.holdsNotCompared === null ? [] : [[unit.unit, unit.holdsNotCompared]]))),
+      machine: machine(),
     };
     stage = 'the isolation runs';
     if (values['skip-isolation'] !== true) Object.assign(result, await isolation(cluster, root, { ...base, date: today }, numbers.rate, numbers['load-seconds'], log));
