@@ -32,7 +32,9 @@ Commands:
   abort                  instant rollback: gray percentage to 0, the plan aborted
   promote --release R    gray becomes stable on every unit with a gray instance; R is
                          the release the gray instances run (gray status shows it): run
-                         again, the command finds R stable already and changes nothing
+                         again, the command finds R stable already and changes nothing.
+                         Refused after an aborted plan unless --force (with --reason):
+                         the audit log records the plan it overrode
   history [--limit N]    the audit log, newest first
 
 Options for every command:
@@ -53,6 +55,7 @@ const options = {
   accounts: { type: 'string' }, channels: { type: 'string' }, units: { type: 'string' }, fallback: { type: 'string' },
   steps: { type: 'string' }, 'min-seconds': { type: 'string' }, 'min-requests': { type: 'string' },
   'max-seconds': { type: 'string' }, gates: { type: 'string' }, limit: { type: 'string' }, release: { type: 'string' },
+  force: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
@@ -131,6 +134,7 @@ async function main(): Promise<void> {
     // that release stable already and is refused, instead of swapping the instances back.
     if (values.release === undefined) throw new Error('promote needs --release NAME, the release the gray instances run (see gray status)');
     (body as Record<string, unknown>)['release'] = values.release;
+    if (values.force === true) (body as Record<string, unknown>)['force'] = true;
   }
   const path = command === 'history' ? `${route.path}?limit=${values.limit ?? '20'}` : route.path;
   const response = await request(base + path, {

@@ -30,6 +30,7 @@ export const errorCodes = {
   GRAY_NO_PLAN: { status: 409, meaning: 'no release plan is in the state the command needs' },
   GRAY_NO_INSTANCE: { status: 409, meaning: 'no unit runs a gray instance to promote, or one of them is down' },
   GRAY_STATE_CHANGED: { status: 409, meaning: 'the gray release changed since the caller read it (a promote sent twice?)' },
+  GRAY_PLAN_ABORTED: { status: 409, meaning: 'the last release plan was aborted: promoting its release needs force and a reason' },
   NOT_PRIMARY: { status: 503, meaning: 'this copy of the unit is not its primary: it takes no writes' },
   NOT_STANDBY: { status: 409, meaning: 'the HA command needs a copy in another role' },
   STALE_EPOCH: { status: 409, meaning: 'the HA request comes from an older epoch than this copy has seen' },

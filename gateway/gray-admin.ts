@@ -90,16 +90,18 @@ export class GrayAdmin {
     if (run === undefined) return new ApiError('NOT_FOUND', `no route ${method} ${path}`, null);
     const promote = path === '/admin/gray/promote';
     for (const key of Object.keys(body)) {
-      if (key !== 'reason' && !(promote && key === 'expectPromotedUnits')) return new ApiError('UNKNOWN_FIELD', `unknown field "${key}"`, key);
+      if (key !== 'reason' && !(promote && (key === 'expectPromotedUnits' || key === 'force'))) return new ApiError('UNKNOWN_FIELD', `unknown field "${key}"`, key);
     }
     const reason = parseReason(body['reason']);
     if (reason instanceof ApiError) return reason;
-    if (promote && body['expectPromotedUnits'] !== undefined) {
+    if (promote) {
       const expected = body['expectPromotedUnits'];
-      if (!Array.isArray(expected) || !expected.every((unitId) => typeof unitId === 'string' && this.unitIds.includes(unitId))) {
+      if (expected !== undefined && (!Array.isArray(expected) || !expected.every((unitId) => typeof unitId === 'string' && this.unitIds.includes(unitId)))) {
         return new ApiError('INVALID_FIELD', 'expectPromotedUnits is the list of unit ids promoted before this promote (GET /admin/gray: promotedUnits)', 'expectPromotedUnits');
       }
-      return controller.promote({ who, reason }, expected as string[]);
+      const force = body['force'];
+      if (force !== undefined && typeof force !== 'boolean') return new ApiError('INVALID_FIELD', 'force is true or false', 'force');
+      return controller.promote({ who, reason }, expected === undefined ? null : (expected as string[]), force === true);
     }
     return run({ who, reason });
   }

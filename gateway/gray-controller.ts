@@ -172,12 +172,21 @@ export class GrayController {
    * Gray replaces stable: on every unit with a gray instance, that instance
    * becomes the stable one and the former stable instance takes the gray slot
    * (where the next release will be deployed). Gray traffic goes back to zero.
+   *
+   * After an aborted plan (a health gate failed, or an operator rolled back) the
+   * release is the one that was just judged unfit: promoting it takes `force` and a
+   * reason, and the audit entry records the plan it overrode. A new plan that
+   * completes clears the way again; rules set by hand do not (no gate judged them).
    */
-  promote(actor: Actor, expectPromotedUnits: readonly string[] | null = null): AuditEntry | ApiError {
+  promote(actor: Actor, expectPromotedUnits: readonly string[] | null = null, force = false): AuditEntry | ApiError {
     const plan = this.state.plan;
     if (plan !== null && (plan.state === 'running' || plan.state === 'paused')) {
       return new ApiError('GRAY_PLAN_ACTIVE', `plan ${plan.id} is ${plan.state}; let it complete or abort it first`, null);
     }
+    if (plan !== null && plan.state === 'aborted' && !force) {
+      return new ApiError('GRAY_PLAN_ABORTED', `plan ${plan.id} was aborted (${plan.note === '' ? 'no reason given' : plan.note}): run a plan that completes, or promote with force and a reason`, 'force');
+    }
+    if (force && actor.reason.trim() === '') return new ApiError('INVALID_FIELD', 'a forced promote needs a reason, for the audit log', 'reason');
     if (this.options.unitsWithGray.size === 0) return new ApiError('GRAY_NO_INSTANCE', 'no unit runs a gray instance', null);
     // A promote swaps the instances: sent twice (a retry after a timeout) it would
     // swap them back. The caller says which state it promotes from.
@@ -192,7 +201,8 @@ export class GrayController {
       if (promoted.has(unitId)) promoted.delete(unitId);
       else promoted.add(unitId);
     }
-    return this.change('promote', actor, { ...this.state, promotedUnits: [...promoted].sort(), plan: null, rules: emptyRules });
+    const overridden = plan !== null && plan.state === 'aborted' ? { forced: true, abortedPlan: plan.id, abortNote: plan.note } : undefined;
+    return this.change('promote', actor, { ...this.state, promotedUnits: [...promoted].sort(), plan: null, rules: emptyRules }, overridden);
   }
 
   /** Records, persists and applies a change, in that order. */

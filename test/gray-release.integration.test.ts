@@ -289,8 +289,17 @@ describe('gray release', () => {
     const wrong = await call(base, 'POST', '/admin/gray/promote', { reason: 'typo', release: 'no-such-release' }, admin);
     expect(wrong.status).toBe(409);
     expect(wrong.body.error).toMatchObject({ code: 'GRAY_NO_INSTANCE', field: 'release' });
-    const promoted = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified', release: grayRelease }, admin);
+    // The plan before was aborted by its gates: promoting that release takes force and a reason.
+    const unforced = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified', release: grayRelease }, admin);
+    expect(unforced.status).toBe(409);
+    expect(unforced.body.error).toMatchObject({ code: 'GRAY_PLAN_ABORTED', field: 'force' });
+    const badForce = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified', release: grayRelease, force: 'yes' }, admin);
+    expect(badForce.status).toBe(400);
+    expect(badForce.body.error).toMatchObject({ code: 'INVALID_FIELD', field: 'force' });
+    expect((await grayStatus()).rules.percent).toBe(5);
+    const promoted = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified', release: grayRelease, force: true }, admin);
     expect(promoted.status, JSON.stringify(promoted.body)).toBe(200);
+    expect(promoted.body.change).toMatchObject({ action: 'promote', evidence: { forced: true } });
     // The same command again (its answer lost, say): the release is stable already, nothing is swapped back.
     const again = await call(base, 'POST', '/admin/gray/promote', { reason: 'release 2026.12 verified', release: grayRelease }, admin);
     expect(again.status).toBe(409);

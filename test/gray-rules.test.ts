@@ -184,4 +184,30 @@ describe('promote', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('after an aborted plan is refused unless forced with a reason, and the audit names the plan it overrode', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dsu-gray-'));
+    const controller = new GrayController({
+      store: new GrayStore(dir), unitIds: ['dsu-1', 'dsu-2'], unitsWithGray: new Set(['dsu-1']), log: createLogger('test', () => {}), nowMs: () => Date.now(),
+      onRulesChange: () => {}, accountKeyOf: (accountId) => accountId, grayInstanceUp: () => true,
+    });
+    try {
+      const spec = parsePlan({ steps: [{ percent: 5 }, { percent: 50 }], reason: 'release 2' });
+      expect(spec).not.toBeInstanceOf(ApiError);
+      expect(controller.startPlan(spec as Exclude<typeof spec, ApiError>, { who: 'ops', reason: 'release 2' })).toMatchObject({ action: 'plan.start' });
+      controller.abort({ who: 'ops', reason: 'approval rate fell' });
+      expect(controller.promote({ who: 'ops', reason: 'ship it' })).toMatchObject({ code: 'GRAY_PLAN_ABORTED', field: 'force' });
+      expect(controller.promote({ who: 'ops', reason: ' ' }, null, true)).toMatchObject({ code: 'INVALID_FIELD', field: 'reason' });
+      expect(controller.stableSlot('dsu-1')).toBe(0);
+      expect(controller.history(10, 0).filter((entry) => entry.action === 'promote')).toHaveLength(0);
+      const forced = controller.promote({ who: 'ops', reason: 'the gate fired on a network outage, not the release' }, null, true);
+      expect(forced).toMatchObject({ action: 'promote', evidence: { forced: true, abortedPlan: 1, abortNote: 'approval rate fell' } });
+      expect(controller.stableSlot('dsu-1')).toBe(1);
+      // The plan is gone with the promote: the next promote (back) needs no force.
+      expect(controller.promote({ who: 'ops', reason: 'back' })).toMatchObject({ action: 'promote' });
+    } finally {
+      controller.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
