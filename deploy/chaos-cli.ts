@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { demoAdminToken } from '../gateway/admin-auth.js';
 import { issueCards, syntheticApplicants, type IssuedCard } from './bulk-issuance.js';
-import { ChaosLoad, checkStores, type ChaosAnswer, type CheckResult } from './chaos.js';
+import { ChaosLoad, checkStores, longestUnitSilenceMs, type ChaosAnswer, type CheckResult } from './chaos.js';
 import { Cluster, repoRoot, type Copy } from './cluster.js';
 
 // `npm run chaos`: fault injection against HA pairs under load. Each scenario
@@ -40,7 +40,9 @@ Options:
 
 Per scenario: approved (answered approvals), lost (must be 0), duplicates (must
 be 0), failed (requests whose last answer was not a decision, after up to 5
-retries), switchMs (the unit's switch, null when it did not switch), overLimit
+retries), switchMs (the unit's switch away from a primary that was up, null when
+it did not switch), unavailableMs (the longest dsu-1 went without a decision of
+its own after the fault: failures and stand-in answers do not count), overLimit
 (accounts whose holds plus posted balance exceed the limit, must be 0), diverged
 (units whose copies differ, must be empty), standIn (stand-in approvals).
 Exit status 1 when any "must" above fails.`;
@@ -123,6 +125,8 @@ interface ScenarioResult extends Omit<CheckResult, 'lostIds'> {
   requests: number;
   retried: number;
   switchMs: number | null;
+  /** The longest dsu-1 went without a decision of its own after the fault (see longestUnitSilenceMs). */
+  unavailableMs: number;
   standIn: number;
   seconds: number;
   timeline: Array<{ second: number; ok: number; failed: number }>;
@@ -170,9 +174,11 @@ async function runScenario(scenario: Scenario, options: { units: number; seconds
     const sleep = (ms: number) => new Promise<void>((resolvePromise) => setTimeout(resolvePromise, ms));
     await sleep(1_500);
     log(`  ${scenario.name}: fault at ${((Date.now() - startedMs) / 1000).toFixed(1)} s`);
+    const faultMs = Date.now();
     await scenario.fault({ cluster, primaryOf, sleep });
     await sleep(Math.max(0, options.seconds * 1000 - (Date.now() - startedMs)));
     const answers = await load.stop();
+    const unavailableMs = longestUnitSilenceMs(answers, load.answeredAtMs, 'dsu-1', faultMs, Date.now());
     await waitInSync(cluster, 30_000);
     const status = await adminGet(cluster, '/admin/ha');
     const switches = (status.switches as Array<{ unit: string; switchMs: number; from: number | null }>).slice(switchesBefore).filter((record) => record.unit === 'dsu-1' && record.from !== null);
@@ -184,7 +190,7 @@ async function runScenario(scenario: Scenario, options: { units: number; seconds
     return {
       name: scenario.name, description: scenario.description, ...figures, requests: answers.length,
       retried: answers.filter((answer) => answer.attempts > 1).length,
-      switchMs: switches.length === 0 ? null : (switches[0] as { switchMs: number }).switchMs,
+      switchMs: switches.length === 0 ? null : (switches[0] as { switchMs: number }).switchMs, unavailableMs,
       standIn: standInApprovals(answers), seconds: Math.round((Date.now() - startedMs) / 100) / 10,
       timeline: timelineOf(answers, load, startedMs),
     };
@@ -212,8 +218,8 @@ function timelineOf(answers: readonly ChaosAnswer[], load: ChaosLoad, startedMs:
 }
 
 function table(results: readonly ScenarioResult[]): string {
-  const header = ['scenario', 'requests', 'approved', 'lost', 'duplicates', 'failed', 'retried', 'switchMs', 'standIn', 'overLimit', 'diverged'];
-  const rows = results.map((r) => [r.name, r.requests, r.approved, r.lost, r.duplicates, r.failed, r.retried, r.switchMs ?? '-', r.standIn, r.overLimit, r.diverged.join(' ') || '-'].map(String));
+  const header = ['scenario', 'requests', 'approved', 'lost', 'duplicates', 'failed', 'retried', 'switchMs', 'unavailableMs', 'standIn', 'overLimit', 'diverged'];
+  const rows = results.map((r) => [r.name, r.requests, r.approved, r.lost, r.duplicates, r.failed, r.retried, r.switchMs ?? '-', r.unavailableMs, r.standIn, r.overLimit, r.diverged.join(' ') || '-'].map(String));
   const widths = header.map((name, i) => Math.max(name.length, ...rows.map((row) => (row[i] as string).length)));
   const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ');
   return [line(header), ...rows.map(line)].join('\n');
@@ -226,12 +232,12 @@ function html(results: readonly ScenarioResult[], startedAt: string): string {
     return r.timeline.map((t) => `<div title="second ${t.second}: ${t.ok} ok, ${t.failed} failed" style="display:inline-block;width:14px;margin-right:2px;vertical-align:bottom">`
       + `<div style="height:${Math.round((t.failed / max) * 80)}px;background:#c33"></div><div style="height:${Math.round((t.ok / max) * 80)}px;background:#3a7"></div></div>`).join('');
   };
-  const rows = results.map((r) => `<tr><td>${escape(r.name)}</td><td>${escape(r.description)}</td><td>${r.requests}</td><td>${r.approved}</td><td>${r.lost}</td><td>${r.duplicates}</td><td>${r.failed}</td><td>${r.retried}</td><td>${r.switchMs ?? '-'}</td><td>${r.standIn}</td><td>${r.overLimit}</td><td>${escape(r.diverged.join(' ') || '-')}</td><td>${bars(r)}</td></tr>`).join('\n');
+  const rows = results.map((r) => `<tr><td>${escape(r.name)}</td><td>${escape(r.description)}</td><td>${r.requests}</td><td>${r.approved}</td><td>${r.lost}</td><td>${r.duplicates}</td><td>${r.failed}</td><td>${r.retried}</td><td>${r.switchMs ?? '-'}</td><td>${r.unavailableMs}</td><td>${r.standIn}</td><td>${r.overLimit}</td><td>${escape(r.diverged.join(' ') || '-')}</td><td>${bars(r)}</td></tr>`).join('\n');
   return `<!doctype html><meta charset="utf-8"><title>chaos ${escape(startedAt)}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+2),th{text-align:left}</style>
 <h1>Fault injection, ${escape(startedAt)}</h1>
 <p>Answers per second (green: a decision; red: failed after retries); the fault hits at about 1.5 s.</p>
-<table><tr><th>scenario</th><th>fault</th><th>requests</th><th>approved</th><th>lost</th><th>duplicates</th><th>failed</th><th>retried</th><th>switchMs</th><th>standIn</th><th>overLimit</th><th>diverged</th><th>answers per second</th></tr>
+<table><tr><th>scenario</th><th>fault</th><th>requests</th><th>approved</th><th>lost</th><th>duplicates</th><th>failed</th><th>retried</th><th>switchMs</th><th>unavailableMs</th><th>standIn</th><th>overLimit</th><th>diverged</th><th>answers per second</th></tr>
 ${rows}</table>`;
 }
 

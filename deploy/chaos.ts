@@ -26,6 +26,8 @@ export interface ChaosAnswer {
   authorizationId: string | null;
   code: string;
   failed: boolean;
+  /** Answered by the gateway in stand-in (both copies of the unit down), not by the unit. */
+  standIn: boolean;
   attempts: number;
 }
 
@@ -88,16 +90,16 @@ export class ChaosLoad {
   }
 
   private async send(key: string, body: string, card: IssuedCard): Promise<ChaosAnswer> {
-    let last: ChaosAnswer = { key, accountId: card.accountId, unit: card.unit, approved: false, authorizationId: null, code: '-', failed: true, attempts: 0 };
+    let last: ChaosAnswer = { key, accountId: card.accountId, unit: card.unit, approved: false, authorizationId: null, code: '-', failed: true, standIn: false, attempts: 0 };
     for (let attempt = 1; attempt <= this.options.retriesMax + 1; attempt++) {
       try {
         const response = await this.client().request({
           path: '/v1/authorizations', method: 'POST', body, headers: { 'content-type': 'application/json', 'idempotency-key': key },
         });
-        const answer = (await response.body.json()) as { approved?: boolean; authorizationId?: string | null; responseCode?: string };
+        const answer = (await response.body.json()) as { approved?: boolean; authorizationId?: string | null; responseCode?: string; standIn?: boolean };
         const code = answer.responseCode ?? String(response.statusCode);
         const failed = response.statusCode !== 200 || code === '91' || code === '96';
-        last = { ...last, approved: answer.approved === true, authorizationId: answer.authorizationId ?? null, code, failed, attempts: attempt };
+        last = { ...last, approved: answer.approved === true, authorizationId: answer.authorizationId ?? null, code, failed, standIn: answer.standIn === true, attempts: attempt };
         if (!failed) return last;
       } catch {
         last = { ...last, code: 'connection', failed: true, attempts: attempt };
@@ -107,6 +109,28 @@ export class ChaosLoad {
     }
     return last;
   }
+}
+
+/**
+ * The longest a unit went without answering from its own store after the fault: the
+ * longest span, from the fault or from one of its answers, to its next answer that
+ * was a decision made by the unit (not a failure, not a stand-in answer of the
+ * gateway). Unlike switchMs (a switch away from a primary that was up), it covers
+ * every fault, both copies dead and the gateway restarting included, as its
+ * channels saw it: a request held while the unit switched counts until it is
+ * answered, and a unit silent until the load ended (endMs) counts until then.
+ */
+export function longestUnitSilenceMs(answers: readonly ChaosAnswer[], answeredAtMs: readonly number[], unitId: string, faultMs: number, endMs: number): number {
+  let lastMs = faultMs;
+  let longest = 0;
+  for (const [index, answer] of answers.entries()) {
+    const atMs = answeredAtMs[index] as number;
+    if (atMs < faultMs || answer.unit !== unitId || answer.failed || answer.standIn) continue;
+    longest = Math.max(longest, atMs - lastMs);
+    lastMs = atMs;
+  }
+  // A unit silent until the load ended was silent all that time.
+  return Math.max(longest, endMs - lastMs);
 }
 
 export interface CheckResult {
