@@ -152,6 +152,48 @@ describe('DSU high availability', () => {
     await cluster.start();
   });
 
+  it("sends a frozen primary's unanswered requests to the new primary as soon as the unit switches", async () => {
+    await waitInSync(15_000);
+    const before = await primaries();
+    const victim = before.get('dsu-1') as Copy;
+    const switchesBefore = (await haStatus()).switches.length;
+    const chosen = cards.filter((card) => card.unit === 'dsu-1').slice(-6);
+    const holdsBefore = await Promise.all(chosen.map(async (card) => (await call(cluster.gatewayUrl, 'GET', `/v1/accounts/${card.accountId}`)).body.openHolds.value as number));
+    await cluster.signalCopy('dsu-1', victim, 'SIGSTOP');
+    let answers: Array<{ status: number; body: any; atMs: number }> = [];
+    try {
+      // Sent to the frozen copy: the gateway does not know yet.
+      const sent = chosen.map(async (card, index) => {
+        const body = {
+          card: { number: card.pan, expiry: card.expiry, cvv: card.cvv }, amount: { value: 1_000 + index, currency: 'CNY' },
+          type: 'purchase', channel: 'pos', merchant: { id: 'm-frozen', mcc: '5411', country: 'CN' },
+        };
+        const answer = await call(cluster.gatewayUrl, 'POST', '/v1/authorizations', body, { 'idempotency-key': `frozen-${index}-${Date.now()}` });
+        return { ...answer, atMs: Date.now() };
+      });
+      // The copy stays frozen for longer than the gateway's request timeout (3 s).
+      const outcome = await Promise.race([Promise.all(sent), sleep(8_000).then(() => null)]);
+      expect(outcome, 'answered while the old primary was still frozen').not.toBeNull();
+      answers = outcome ?? [];
+    } finally {
+      await cluster.signalCopy('dsu-1', victim, 'SIGCONT');
+    }
+    expect(answers.map((answer) => [answer.status, answer.body.approved])).toEqual(Array(6).fill([200, true]));
+    const status = await haStatus();
+    const switches = status.switches.slice(switchesBefore).filter((record: any) => record.unit === 'dsu-1' && record.from !== null);
+    expect(switches).toHaveLength(1);
+    // Answered when the new primary took writes, not when the gateway's request to the
+    // frozen copy timed out (3 s after it was sent): within moments of the switch.
+    const switchedAtMs = Date.parse(switches[0].at);
+    expect(Math.max(...answers.map((answer) => answer.atMs)) - switchedAtMs).toBeLessThan(500);
+    await waitInSync(15_000);
+    const after = await primaries();
+    expect(after.get('dsu-1')).not.toBe(victim);
+    // Each approval holds its amount once in the unit the new primary serves (the woken copy, fenced, rejoined as standby).
+    const holdsAfter = await Promise.all(chosen.map(async (card) => (await call(cluster.gatewayUrl, 'GET', `/v1/accounts/${card.accountId}`)).body.openHolds.value as number));
+    expect(holdsAfter).toEqual(holdsBefore.map((held, index) => held + 1_000 + index));
+  });
+
   it('answers in stand-in while both copies are down and replays the advices into the unit, so open-to-buy ends right', async () => {
     await waitInSync(15_000);
     const card = cards.find((each) => each.unit === 'dsu-1') as IssuedCard;
