@@ -5,7 +5,8 @@ import { demoAdminToken } from '../gateway/admin-auth.js';
 import { limits } from '../domain/limits.js';
 import type { TopologyFile } from '../domain/topology.js';
 import { Cluster, defaultTopologyPath, repoRoot } from './cluster.js';
-import { issueCards, syntheticApplicants } from './bulk-issuance.js';
+import { issueCards, syntheticApplicants, type IssuedCard } from './bulk-issuance.js';
+import { readCompleteLines } from '../domain/durable-file.js';
 
 const help = `Usage: npm start [-- options]
 
@@ -81,14 +82,20 @@ async function main(): Promise<void> {
   if (values['no-demo'] !== true && !existsSync(cardsPath) && demoAccounts > 0) {
     // Issued into a file of its own, renamed into place once whole: a start stopped
     // halfway leaves no partial portfolio that the next start would take for done.
+    // The next start goes on from the cards written (the applicants are the same,
+    // seeded): issuing them again would open their accounts a second time and lose
+    // the cards of the first. Accounts whose batch was in flight at the stop have no
+    // card in the file: an account's card number and CVV exist in clear only in the
+    // answer that opened it, so they cannot be asked for again.
     const partial = `${cardsPath}.partial`;
-    rmSync(partial, { force: true });
+    const written = new Set(readCompleteLines(partial).map((line) => (JSON.parse(line) as IssuedCard).applicantId));
     const summary = await issueCards({
-      gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(demoAccounts, 1), bands: cluster.topology.issuance.scoreBands,
-      currency: cluster.topology.issuance.currency, cardsPath: partial,
+      gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(demoAccounts, 1).filter((applicant) => !written.has(applicant.id)),
+      bands: cluster.topology.issuance.scoreBands, currency: cluster.topology.issuance.currency, cardsPath: partial,
     });
     renameSync(partial, cardsPath);
-    process.stdout.write(`demo portfolio: ${summary.issued} cards issued (${summary.declined} applicants declined by score) in ${summary.seconds.toFixed(1)} s -> ${cardsPath}\n`);
+    const resumed = written.size === 0 ? '' : ` after the ${written.size} of a start stopped halfway`;
+    process.stdout.write(`demo portfolio: ${summary.issued} cards issued${resumed} (${summary.declined} applicants declined by score) in ${summary.seconds.toFixed(1)} s -> ${cardsPath}\n`);
   }
   process.stdout.write(`\ngateway  ${cluster.gatewayUrl}   (POST /v1/authorizations, GET /healthz, GET /metrics, /admin/gray${ha ? ', /admin/ha' : ''})\n`);
   if (ha) await printPairs(cluster);
