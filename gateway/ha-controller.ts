@@ -251,10 +251,20 @@ export class HaController {
     const claimed = [a, b].map((status, index) => (status?.role === 'primary' ? index : -1)).filter((index) => index >= 0);
     if (claimed.length > 0) {
       const best = claimed.reduce((x, y) => ((pair.status[y]?.epoch ?? 0) > (pair.status[x]?.epoch ?? 0) ? y : x)) as 0 | 1;
-      // A deposed primary that comes back (SIGCONT) still claims the role in an older epoch: it is fenced and told to stand by.
-      for (const index of claimed) if (index !== best) void this.postRole(pair.copies[index as 0 | 1], { role: 'standby', epoch: pair.epoch, force: true });
-      if (pair.primary !== best || pair.state !== 'up') this.adopt(pair, best);
-      return;
+      // A deposed primary that comes back (SIGCONT) still claims the role in an older
+      // epoch: it is fenced and told to stand by. So is the only claimant when its epoch
+      // is older than one this gateway promoted since (the copy promoted in its place
+      // died while it was frozen): adopted, it would take writes whose answers it can
+      // never release, since no copy acknowledges its epoch; fenced, the unit is down
+      // (stand-in answers) until a copy with every commit can be promoted.
+      const current = (pair.status[best]?.epoch ?? 0) >= pair.epoch;
+      for (const index of claimed) {
+        if (index !== best || !current) void this.postRole(pair.copies[index as 0 | 1], { role: 'standby', epoch: pair.epoch, force: true });
+      }
+      if (current) {
+        if (pair.primary !== best || pair.state !== 'up') this.adopt(pair, best);
+        return;
+      }
     }
     // The known primary answers but no longer claims the role (it restarted, as every copy does, as standby).
     if (pair.primary !== null && pair.status[pair.primary] !== null) pair.primary = null;
