@@ -110,6 +110,8 @@ export class HaController {
   readonly switches: SwitchRecord[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly nowMs: () => number;
+  /** Closed: nothing flushes or expires the buffer any more, so nothing more goes into it. */
+  private closed = false;
 
   constructor(readonly pairs: ReadonlyMap<string, UnitPair>, private readonly options: HaOptions) {
     this.nowMs = options.nowMs ?? (() => performance.now());
@@ -119,6 +121,7 @@ export class HaController {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
     for (const pair of this.pairs.values()) this.failBuffer(pair, pair.buffer.length);
   }
@@ -394,7 +397,7 @@ export class HaController {
   }
 
   private bufferOp(pair: UnitPair, op: UnitOp, callback: OpCallback, deadlineMs: number | null): void {
-    if (pair.buffer.length >= limits.failoverBufferOpsMax) return callback(null);
+    if (this.closed || pair.buffer.length >= limits.failoverBufferOpsMax) return callback(null);
     const deadline = deadlineMs ?? this.nowMs() + limits.failoverBufferMsMax;
     if (deadline <= this.nowMs()) return callback(null);
     pair.buffer.push({ op, callback, deadlineMs: deadline });
