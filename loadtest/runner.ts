@@ -213,6 +213,13 @@ async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate:
       recordAnswer(collector, workload, answer.request, answer.status, answer.bodyText(), nowMs, nowMs - answer.intendedMs);
     },
   };
+  // Aborted while the connections opened: nothing is sent (a request on a connection
+  // still opening would wait out its timeout, and count in the phase, after the abort).
+  if (options.signal?.aborted === true) {
+    client.destroy();
+    const phase = await superviseEngine(options, { done: Promise.resolve(), stop: () => {}, plannedEndMs: startMs, stopAfterMs: null }, collector, clock, { rate, connections: options.connections });
+    return { ...phase, totals: { ...phase.totals, latencyRawMs: raw.summaryMs() } };
+  }
   const run = sendPaced({
     client, rate, durationSeconds: options.durationSeconds,
     outstandingMax: outstandingMaxOf(rate, timeoutSeconds), startMs, clock, source: workload, sink,

@@ -205,4 +205,27 @@ describe('fixed-rate phase (paced sender)', () => {
     for (let index = 1; index < intended.length; index += 1) expect(intended[index]! - intended[index - 1]!).toBeCloseTo(10, 6);
     expect(new Set(answers.map((answer) => answer.request.seq)).size).toBe(100);
   });
+
+  it('stops a phase aborted while its connections open, sending nothing', async () => {
+    // A connect that never completes (see test/loadtest-raw-http.test.ts): only the
+    // abort or the 10 s timeout ends the wait, and a request sent on such a
+    // connection would wait out its own timeout after the abort.
+    const probe = await connectPaced({ url: gateway.url, connections: 1, timeoutSeconds: 1, clock: () => performance.now() });
+    const prototype = Object.getPrototypeOf((probe as unknown as { all: object[] }).all[0]) as { preconnect: () => Promise<boolean> };
+    probe.destroy();
+    const preconnect = prototype.preconnect;
+    prototype.preconnect = () => new Promise<boolean>(() => {});
+    try {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 100);
+      const arrivalsBefore = gateway.arrivalsMs.length;
+      const startedMs = performance.now();
+      const phase = await runPhase({ url: gateway.url, workload: countingWorkload(7).workload, mode: 'rate', rate: 100, connections: 2, durationSeconds: 5, signal: controller.signal });
+      expect(performance.now() - startedMs).toBeLessThan(3_000);
+      expect(phase.totals.sent).toBe(0);
+      expect(gateway.arrivalsMs.length).toBe(arrivalsBefore);
+    } finally {
+      prototype.preconnect = preconnect;
+    }
+  });
 });
