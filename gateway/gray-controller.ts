@@ -162,7 +162,9 @@ export class GrayController {
    */
   abort(actor: Actor, evidence?: unknown): AuditEntry {
     const plan = this.state.plan;
-    const aborted = plan !== null && (plan.state === 'running' || plan.state === 'paused') ? { ...plan, state: 'aborted' as const, note: actor.reason } : plan;
+    // A completed plan that is rolled back is aborted too: its release was judged
+    // fit by the gates and then unfit by an operator (promote then needs force).
+    const aborted = plan !== null && plan.state !== 'aborted' ? { ...plan, state: 'aborted' as const, note: actor.reason } : plan;
     const entry = this.change('abort', actor, { ...this.state, plan: aborted, rules: { ...this.state.rules, percentBps: 0 } }, evidence);
     assert(!(entry instanceof ApiError), 'an abort always applies');
     return entry;

@@ -205,6 +205,14 @@ describe('promote', () => {
       expect(controller.stableSlot('dsu-1')).toBe(1);
       // The plan is gone with the promote: the next promote (back) needs no force.
       expect(controller.promote({ who: 'ops', reason: 'back' })).toMatchObject({ action: 'promote' });
+      // A plan that completed and was then rolled back by an operator counts as aborted too.
+      const second = parsePlan({ steps: [{ percent: 5 }], reason: 'release 3' });
+      expect(controller.startPlan(second as Exclude<typeof second, ApiError>, { who: 'ops', reason: 'release 3' })).toMatchObject({ action: 'plan.start' });
+      // (Completing a plan takes windows of live traffic: the integration tests run plans; here the state is set.)
+      (controller as unknown as { state: { plan: { state: string } } }).state.plan.state = 'completed';
+      controller.abort({ who: 'ops', reason: 'complaints after the rollout' });
+      expect(controller.status()).toMatchObject({ plan: { state: 'aborted' } });
+      expect(controller.promote({ who: 'ops', reason: 'ship it' })).toMatchObject({ code: 'GRAY_PLAN_ABORTED' });
     } finally {
       controller.close();
       rmSync(dir, { recursive: true, force: true });
