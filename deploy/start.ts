@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { demoAdminToken } from '../gateway/admin-auth.js';
@@ -88,9 +88,10 @@ async function main(): Promise<void> {
     // card in the file: an account's card number and CVV exist in clear only in the
     // answer that opened it, so they cannot be asked for again.
     const partial = `${cardsPath}.partial`;
-    const written = new Set(readCompleteLines(partial).map((line) => (JSON.parse(line) as IssuedCard).applicantId));
+    const applicants = syntheticApplicants(demoAccounts, 1);
+    const written = resumableCards(partial, new Set(applicants.map((applicant) => applicant.id)));
     const summary = await issueCards({
-      gatewayUrl: cluster.gatewayUrl, applicants: syntheticApplicants(demoAccounts, 1).filter((applicant) => !written.has(applicant.id)),
+      gatewayUrl: cluster.gatewayUrl, applicants: applicants.filter((applicant) => !written.has(applicant.id)),
       bands: cluster.topology.issuance.scoreBands, currency: cluster.topology.issuance.currency, cardsPath: partial,
     });
     renameSync(partial, cardsPath);
@@ -108,6 +109,39 @@ async function main(): Promise<void> {
   const releases = cluster.topology.releases;
   if (releases !== undefined && !ha && values['no-gray'] !== true) process.stdout.write(`releases stable ${releases.stable}, gray ${releases.gray} (npm run gray -- status)\n`);
   process.stdout.write(`logs     ${join(root, 'cluster.log')}\ncards    ${cardsPath}\nPress Ctrl-C to stop.\n`);
+}
+
+/**
+ * The applicants whose cards a stopped start wrote to `partial`, keeping only lines
+ * that are a card of one of this start's applicants (once each). Anything else (a
+ * line garbled by a crash of the machine, a card of another --demo-accounts) is
+ * dropped from the file, so the portfolio ends as exactly this start's cards; the
+ * accounts behind dropped lines stay in the units without a card, as do those of
+ * batches in flight at the stop.
+ */
+function resumableCards(partial: string, applicantIds: ReadonlySet<string>): Set<string> {
+  const kept: string[] = [];
+  const written = new Set<string>();
+  const lines = readCompleteLines(partial);
+  for (const line of lines) {
+    let card: Partial<IssuedCard> | null = null;
+    try {
+      card = JSON.parse(line) as Partial<IssuedCard> | null;
+    } catch {
+      card = null;
+    }
+    const id = card?.applicantId;
+    if (typeof id !== 'string' || !applicantIds.has(id) || written.has(id) || typeof card?.pan !== 'string') continue;
+    written.add(id);
+    kept.push(line);
+  }
+  if (kept.length < lines.length) {
+    process.stdout.write(`demo portfolio: ${lines.length - kept.length} lines of ${partial} are not cards of this portfolio; dropped\n`);
+    const rewritten = `${partial}.rewrite`;
+    writeFileSync(rewritten, kept.map((line) => `${line}\n`).join(''), { mode: 0o600 });
+    renameSync(rewritten, partial);
+  }
+  return written;
 }
 
 /** Each HA unit's copies with the role the gateway gave them (GET /admin/ha). */
