@@ -177,8 +177,10 @@ async function runScenario(scenario: Scenario, options: { units: number; seconds
     const faultMs = Date.now();
     await scenario.fault({ cluster, primaryOf, sleep });
     await sleep(Math.max(0, options.seconds * 1000 - (Date.now() - startedMs)));
+    // The load's end, before its last requests drain (up to their 10 s timeout): a silence runs to here at most.
+    const loadEndMs = Date.now();
     const answers = await load.stop();
-    const unavailableMs = longestUnitSilenceMs(answers, load.answeredAtMs, 'dsu-1', faultMs, Date.now());
+    const unavailableMs = longestUnitSilenceMs(answers, load.answeredAtMs, 'dsu-1', faultMs, loadEndMs);
     await waitInSync(cluster, 30_000);
     const status = await adminGet(cluster, '/admin/ha');
     const switches = (status.switches as Array<{ unit: string; switchMs: number; from: number | null }>).slice(switchesBefore).filter((record) => record.unit === 'dsu-1' && record.from !== null);
