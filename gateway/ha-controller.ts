@@ -78,11 +78,6 @@ export class UnitPair {
    * (only once this gateway has recorded that it may not promote the standby).
    */
   recordedDegradedSeq = -1;
-  /**
-   * Switches started: an answer to an operation submitted before a switch began is
-   * not trusted (the copy may be deposed before its commit reached the new primary).
-   */
-  switchesStarted = 0;
   /** When the current primary was first seen failing. */
   failingSinceMs: number | null = null;
   buffer: BufferedOp[] = [];
@@ -145,19 +140,21 @@ export class HaController {
     const client = pair.primaryClient;
     if (pair.state === 'up' && client !== null && !client.isDown) {
       const epoch = pair.epoch;
-      const switches = pair.switchesStarted;
       const flight: InFlightOp = { op, callback, deadlineMs, settled: false };
       pair.inFlight.add(flight);
       client.submit(op, (answer: ResultLine | null) => {
-        // A switch took it away from this copy already (see rerouteInFlight).
+        // A switch began since it was sent: it was taken away from this copy already and
+        // retried where the unit's writes go next (see rerouteInFlight). The copy's
+        // answer is not trusted: the copy may be deposed before its commit reached the
+        // new primary.
         if (flight.settled) return;
         flight.settled = true;
         pair.inFlight.delete(flight);
-        // An answer from a copy deposed meanwhile (it woke from a freeze), or from
-        // one a switch began to depose, is not trusted: what it committed alone is
-        // discarded when it rejoins. The retry, with the same key, gets the new
-        // primary's answer (the same one, if the commit had reached the standby).
-        const result = pair.epoch === epoch && pair.switchesStarted === switches ? answer : null;
+        // An answer from a copy deposed meanwhile (it woke from a freeze) is not trusted
+        // either: what it committed alone is discarded when it rejoins. The retry, with
+        // the same key, gets the new primary's answer (the same one, if the commit had
+        // reached the standby).
+        const result = pair.epoch === epoch ? answer : null;
         if (result !== null || !isRetryable(op)) return callback(result);
         // The batch failed: the primary may be gone. The retry goes where the unit's writes go next.
         this.bufferOp(pair, op, callback, deadlineMs);
@@ -329,7 +326,6 @@ export class HaController {
 
   private async promote(pair: UnitPair, to: 0 | 1, epoch: number, startedMs: number, reason: string, planned: boolean): Promise<SwitchRecord | ApiError> {
     pair.state = 'switching';
-    pair.switchesStarted++;
     this.rerouteInFlight(pair);
     const from = pair.primary;
     const peer = pair.copies[(1 - to) as 0 | 1];
