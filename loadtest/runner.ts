@@ -215,16 +215,13 @@ async function runRatePhase(options: RunPhaseOptions, clock: () => number, rate:
   };
   // Aborted while the connections opened: nothing is sent (a request on a connection
   // still opening would wait out its timeout, and count in the phase, after the abort).
-  if (options.signal?.aborted === true) {
-    client.destroy();
-    const phase = await superviseEngine(options, { done: Promise.resolve(), stop: () => {}, plannedEndMs: startMs, stopAfterMs: null }, collector, clock, { rate, connections: options.connections });
-    return { ...phase, totals: { ...phase.totals, latencyRawMs: raw.summaryMs() } };
-  }
-  const run = sendPaced({
+  const aborted = options.signal?.aborted === true;
+  if (aborted) client.destroy();
+  const run = aborted ? { done: Promise.resolve(), stop: () => {} } : sendPaced({
     client, rate, durationSeconds: options.durationSeconds,
     outstandingMax: outstandingMaxOf(rate, timeoutSeconds), startMs, clock, source: workload, sink,
   });
-  const engine: PhaseEngine = { done: run.done, stop: run.stop, plannedEndMs: startMs + options.durationSeconds * 1000, stopAfterMs: null };
+  const engine: PhaseEngine = { done: run.done, stop: run.stop, plannedEndMs: aborted ? startMs : startMs + options.durationSeconds * 1000, stopAfterMs: null };
   const phase = await superviseEngine(options, engine, collector, clock, { rate, connections: options.connections });
   return { ...phase, totals: { ...phase.totals, latencyRawMs: raw.summaryMs() } };
 }
