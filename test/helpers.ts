@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import Database from 'better-sqlite3';
 import { Cluster, type ClusterOptions } from '../deploy/cluster.js';
+import { RawHttpClient } from '../loadtest/raw-http.js';
 
 export interface Answer {
   status: number;
@@ -76,4 +77,22 @@ export async function authorize(base: string, body: unknown, key = freshKey()): 
 /** Opens a unit's store read-only, the way an auditor would, after or while the unit runs. */
 export function openStore(cluster: Cluster, unitId: string): Database.Database {
   return new Database(join(cluster.unitSpec(unitId).dataDir, 'unit.db'), { readonly: true });
+}
+
+/**
+ * Runs `body` while the load generator's connections never finish connecting (a
+ * server whose accept queue is full drops the handshake; loopback cannot be made
+ * to do that reliably): only an abort or the timeout ends a wait for them.
+ */
+export async function withConnectsThatNeverComplete<T>(body: () => Promise<T>): Promise<T> {
+  const probe = new RawHttpClient({ origin: 'http://127.0.0.1:1', connections: 1, timeoutMs: 1_000, bodyBytesKeptMax: 1, clock: () => performance.now() });
+  const prototype = Object.getPrototypeOf((probe as unknown as { all: object[] }).all[0]) as { preconnect: () => Promise<boolean> };
+  probe.destroy();
+  const preconnect = prototype.preconnect;
+  prototype.preconnect = () => new Promise<boolean>(() => {});
+  try {
+    return await body();
+  } finally {
+    prototype.preconnect = preconnect;
+  }
 }

@@ -8,6 +8,7 @@ import type { PacedAnswer } from '../loadtest/paced-sender.js';
 import { outstandingMaxOf, runPhase } from '../loadtest/runner.js';
 import type { SecondBucket } from '../loadtest/run-result.js';
 import { createWorkload } from '../loadtest/workload.js';
+import { withConnectsThatNeverComplete } from './helpers.js';
 import type { LoadRequest, Workload } from '../loadtest/workload.js';
 
 // The fixed-rate engine against a real HTTP server on port 0. The server
@@ -207,15 +208,9 @@ describe('fixed-rate phase (paced sender)', () => {
   });
 
   it('stops a phase aborted while its connections open, sending nothing', async () => {
-    // A connect that never completes (see test/loadtest-raw-http.test.ts): only the
-    // abort or the 10 s timeout ends the wait, and a request sent on such a
-    // connection would wait out its own timeout after the abort.
-    const probe = await connectPaced({ url: gateway.url, connections: 1, timeoutSeconds: 1, clock: () => performance.now() });
-    const prototype = Object.getPrototypeOf((probe as unknown as { all: object[] }).all[0]) as { preconnect: () => Promise<boolean> };
-    probe.destroy();
-    const preconnect = prototype.preconnect;
-    prototype.preconnect = () => new Promise<boolean>(() => {});
-    try {
+    // Only the abort or the 10 s timeout ends the wait, and a request sent on a
+    // connection still opening would wait out its own timeout after the abort.
+    await withConnectsThatNeverComplete(async () => {
       const controller = new AbortController();
       setTimeout(() => controller.abort(), 100);
       const arrivalsBefore = gateway.arrivalsMs.length;
@@ -224,8 +219,6 @@ describe('fixed-rate phase (paced sender)', () => {
       expect(performance.now() - startedMs).toBeLessThan(3_000);
       expect(phase.totals.sent).toBe(0);
       expect(gateway.arrivalsMs.length).toBe(arrivalsBefore);
-    } finally {
-      prototype.preconnect = preconnect;
-    }
+    });
   });
 });

@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawHttpClient, type RawExchange, type RawFailureKind } from '../loadtest/raw-http.js';
+import { withConnectsThatNeverComplete } from './helpers.js';
 
 // The load generator's HTTP/1.1 client against a raw TCP server on port 0 that
 // answers with bytes the test chooses, split where the test chooses, so the
@@ -184,15 +185,8 @@ describe('the load generator HTTP client', () => {
   });
 
   it('stops waiting for its connections when the caller aborts', async () => {
-    // A connect that never completes (a server whose accept queue is full drops the
-    // handshake; loopback cannot be made to do that reliably): the connections' wait
-    // is held open, so only the abort or the 30 s timeout can end connected().
-    const probe = new RawHttpClient({ origin, connections: 1, timeoutMs: 1_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() });
-    const prototype = Object.getPrototypeOf((probe as unknown as { all: object[] }).all[0]) as { preconnect: () => Promise<boolean> };
-    probe.destroy();
-    const preconnect = prototype.preconnect;
-    prototype.preconnect = () => new Promise<boolean>(() => {});
-    try {
+    // Only the abort or the 30 s timeout can end connected().
+    await withConnectsThatNeverComplete(async () => {
       const controller = new AbortController();
       const startedMs = performance.now();
       setTimeout(() => controller.abort(), 100);
@@ -203,8 +197,6 @@ describe('the load generator HTTP client', () => {
       const again = await RawHttpClient.connected({ origin, connections: 2, timeoutMs: 30_000, bodyBytesKeptMax: 1_000, clock: () => performance.now() }, controller.signal);
       again.destroy();
       expect(performance.now() - startedMs).toBeLessThan(10_000);
-    } finally {
-      prototype.preconnect = preconnect;
-    }
+    });
   });
 });
